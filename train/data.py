@@ -1,0 +1,203 @@
+"""The dataset: ``DATA/Negative/*`` and ``DATA/Positive/*``, a deterministic stratified split, and its manifest.
+
+The user's files are only read: never moved, renamed or deleted (the seed's script moved them into split
+folders; we write a manifest instead).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from emotion.runtime import atomic
+from emotion.runtime.files import discover
+from emotion.runtime.metadata import DEFAULT_LABELS
+from emotion.runtime.preprocess import ImageDecodeError, PreprocessSpec, preprocess
+
+MANIFEST_NAME = "split.csv"
+DEFAULT_SEED = 21
+DEFAULT_VALIDATION_FRACTION = 0.2
+
+
+class DataError(ValueError):
+    """The data folder cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path  # absolute
+    label: int  # 0 = Negative, 1 = Positive
+
+    def relative_to(self, root: Path) -> str:
+        return self.path.relative_to(root).as_posix()
+
+
+@dataclass
+class Dataset:
+    root: Path
+    samples: list[Sample]
+    rejected: list[tuple[Path, str]] = field(default_factory=list)
+    labels: tuple[str, str] = DEFAULT_LABELS
+
+    @property
+    def y(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples], dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        y = self.y
+        return {name: int((y == i).sum()) for i, name in enumerate(self.labels)}
+
+    def report(self) -> dict:
+        """Class counts, imbalance and the naive majority-class accuracy (the floor to beat)."""
+        counts = self.counts()
+        total = sum(counts.values())
+        majority = max(counts, key=counts.get)
+        return {
+            "root": str(self.root),
+            "counts": counts,
+            "total": total,
+            "imbalance_ratio": round(max(counts.values()) / max(1, min(counts.values())), 3),
+            "majority_class": majority,
+            "majority_accuracy": round(counts[majority] / total, 4) if total else 0.0,
+            "rejected": [{"path": str(p), "reason": r} for p, r in self.rejected],
+        }
+
+
+@dataclass
+class Split:
+    """A train/validation split of one dataset, as written in the run's manifest."""
+
+    root: Path
+    train: list[Sample]
+    validation: list[Sample]
+    seed: int
+    validation_fraction: float
+    labels: tuple[str, str] = DEFAULT_LABELS
+
+
+def load_dataset(root: str | os.PathLike, labels: Sequence[str] = DEFAULT_LABELS) -> Dataset:
+    """Scan ``root/<label>/`` recursively; files that are not images are listed with a reason, not used."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataError(f"data folder {root} does not exist; give a folder with Negative/ and Positive/ inside")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder; give a folder with Negative/ and Positive/ inside")
+    root = root.resolve()
+    missing = [name for name in labels if not (root / name).is_dir()]
+    if missing:
+        raise DataError(
+            f"{root} has no {' or '.join(n + '/' for n in missing)} folder; expected {root}/Negative/* and "
+            f"{root}/Positive/* (create them, or run 'emotion-data synth --out DIR' for a demo dataset)"
+        )
+    samples: list[Sample] = []
+    rejected: list[tuple[Path, str]] = []
+    for index, name in enumerate(labels):
+        for candidate in discover([root / name]):
+            if candidate.error:
+                rejected.append((candidate.path, candidate.error))
+            else:
+                samples.append(Sample(candidate.path.absolute(), index))
+    dataset = Dataset(root, samples, rejected, tuple(labels))  # type: ignore[arg-type]
+    empty = [name for name, n in dataset.counts().items() if n == 0]
+    if empty:
+        raise DataError(f"class folder {root}/{empty[0]}/ holds no readable images; add images to it")
+    return dataset
+
+
+def stratified_split(
+    dataset: Dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION, seed: int = DEFAULT_SEED
+) -> Split:
+    """Deterministic stratified split: same files and seed, same split, whatever the scan order."""
+    if not 0.0 < validation_fraction < 1.0:
+        raise DataError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
+    samples = sorted(dataset.samples, key=lambda s: s.relative_to(dataset.root))
+    train: list[Sample] = []
+    validation: list[Sample] = []
+    rng = np.random.default_rng(seed)
+    for index, name in enumerate(dataset.labels):
+        members = [s for s in samples if s.label == index]
+        n_val = int(round(len(members) * validation_fraction))
+        if n_val < 1 or len(members) - n_val < 1:
+            raise DataError(
+                f"class {name} has {len(members)} image(s): too few for a {validation_fraction:.0%} validation "
+                f"split (each side needs at least one); add images to {dataset.root}/{name}/"
+            )
+        order = rng.permutation(len(members))
+        validation += [members[i] for i in sorted(order[:n_val])]
+        train += [members[i] for i in sorted(order[n_val:])]
+    key = lambda s: s.relative_to(dataset.root)  # noqa: E731
+    return Split(dataset.root, sorted(train, key=key), sorted(validation, key=key), seed, validation_fraction,
+                 dataset.labels)
+
+
+def manifest_text(split: Split) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["path", "label", "class_index", "subset"])
+    for subset, samples in (("train", split.train), ("validation", split.validation)):
+        for s in samples:
+            writer.writerow([s.relative_to(split.root), split.labels[s.label], s.label, subset])
+    return out.getvalue()
+
+
+def write_manifest(split: Split, folder: Path) -> Path:
+    path = folder / MANIFEST_NAME
+    atomic.write_text(path, manifest_text(split))
+    return path
+
+
+def read_manifest(path: str | os.PathLike, root: str | os.PathLike) -> Split:
+    """Read a manifest written by :func:`write_manifest`; ``root`` is the data folder it is relative to."""
+    path, root = Path(path), Path(root)
+    train: list[Sample] = []
+    validation: list[Sample] = []
+    labels: dict[int, str] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            index = int(row["class_index"])
+            labels[index] = row["label"]
+            sample = Sample((root / row["path"]).absolute(), index)
+            (train if row["subset"] == "train" else validation).append(sample)
+    names = (labels.get(0, DEFAULT_LABELS[0]), labels.get(1, DEFAULT_LABELS[1]))
+    fraction = len(validation) / max(1, len(train) + len(validation))
+    return Split(root, train, validation, -1, fraction, names)
+
+
+def load_images(
+    samples: Iterable[Sample], spec: PreprocessSpec, workers: int | None = None, progress: str | None = None
+) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
+    """Decode and resize images once, in a thread pool, with the shared preprocessing.
+
+    Returns (uint8 images N x H x W x 3, labels N, rejected) where rejected lists files that failed to decode,
+    with the reason; those are left out rather than crashing the run.
+    """
+    from tqdm.auto import tqdm
+
+    samples = list(samples)
+    images = np.empty((len(samples), spec.height, spec.width, 3), dtype=np.uint8)
+    ok = np.zeros(len(samples), dtype=bool)
+    rejected: list[tuple[Path, str]] = []
+
+    def work(i: int) -> tuple[int, str | None]:
+        try:
+            images[i] = preprocess(samples[i].path, spec)
+            return i, None
+        except ImageDecodeError as exc:
+            return i, str(exc)
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
+        results = pool.map(work, range(len(samples)))
+        for i, error in tqdm(results, total=len(samples), desc=progress, disable=progress is None, unit="img"):
+            if error is None:
+                ok[i] = True
+            else:
+                rejected.append((samples[i].path, error))
+    labels = np.array([s.label for s in samples], dtype=np.int64)
+    return images[ok], labels[ok], rejected

@@ -1,0 +1,93 @@
+"""Saving and loading Keras models with their :class:`ModelInfo` inside the ``.keras`` file.
+
+A ``.keras`` file is a zip archive; we add one member, :data:`INFO_MEMBER`, which Keras ignores on load.
+So the labels, threshold and preprocessing travel with the model file itself, and ``emotion-export`` finds
+them whether it is given a run folder or a bare ``.keras`` file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+from emotion.runtime.metadata import ModelInfo
+
+INFO_MEMBER = "emotion_model_info.json"
+MODEL_NAME = "model.keras"
+
+
+class ModelFileError(ValueError):
+    """The path is not a usable Keras model; the message says why."""
+
+
+def save_model(model, path: str | os.PathLike, info: ModelInfo) -> Path:
+    """Save ``model`` with ``info`` embedded, atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(INFO_MEMBER, info.to_json())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A run folder or a ``.keras`` file -> the ``.keras`` file, with a clear error otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_NAME
+        if not path.is_file():
+            raise ModelFileError(f"{path.parent} is not a training run folder: it has no {MODEL_NAME}")
+    if not path.exists():
+        raise ModelFileError(f"model {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a Keras model (.keras zip archive)")
+    return path
+
+
+def read_info(path: str | os.PathLike) -> ModelInfo:
+    """The embedded :class:`ModelInfo`; defaults from the model's own input shape when it has none."""
+    path = resolve_model_path(path)
+    with zipfile.ZipFile(path) as archive:
+        if INFO_MEMBER in archive.namelist():
+            return ModelInfo.from_json(archive.read(INFO_MEMBER).decode("utf-8"))
+    return ModelInfo()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_model(path: str | os.PathLike):
+    """Load (keras.Model, ModelInfo) from a run folder or ``.keras`` file, for inference (no compile)."""
+    import keras
+
+    from . import models  # registers custom objects, if any
+
+    path = resolve_model_path(path)
+    try:
+        model = keras.models.load_model(path, compile=False, custom_objects=models.custom_objects())
+    except Exception as exc:  # Keras raises many types for a bad archive
+        raise ModelFileError(f"{path} could not be loaded as a Keras model: {exc}") from None
+    info = read_info(path).replace(source_sha256=file_sha256(path))
+    shape = tuple(model.input_shape[1:])
+    if shape != (info.input_height, info.input_width, 3):
+        if INFO_MEMBER not in zipfile.ZipFile(path).namelist():
+            info = info.replace(input_height=int(shape[0]), input_width=int(shape[1]))
+        else:
+            raise ModelFileError(f"{path}: model input {shape} does not match its metadata")
+    return model, info
+

@@ -1,0 +1,71 @@
+"""The model registry: ``--arch NAME`` picks a builder here, so new architectures need no pipeline change.
+
+Every model takes float32 RGB in [0, 1] of shape (height, width, 3) and ends in one sigmoid unit giving
+P(Positive). Augmentation and scaling are never part of a model (export adds uint8 scaling itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+from keras import layers
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable[[tuple[int, int]], keras.Model]
+    description: str
+    default_input_size: tuple[int, int] = (400, 500)
+
+
+def build_seed(input_size: tuple[int, int] = (400, 500)) -> keras.Model:
+    """The seed tutorial's baseline, exactly: linear strided convolutions, two max-pools, Flatten, two
+    dropout-regularised dense layers. 1,539,393 parameters at 400x500."""
+    height, width = input_size
+    return keras.Sequential(
+        [
+            keras.Input(shape=(height, width, 3), name="image"),
+            layers.Conv2D(64, (3, 3), strides=(2, 2)),
+            layers.Conv2D(64, (3, 3), strides=(2, 2)),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(128, (3, 3), strides=(2, 2)),
+            layers.Conv2D(128, (3, 3), strides=(2, 2)),
+            layers.MaxPooling2D((2, 2)),
+            layers.Flatten(),
+            layers.Dense(256, activation="relu", kernel_initializer="he_normal"),
+            layers.Dropout(0.5),
+            layers.Dense(512, activation="relu", kernel_initializer="he_normal"),
+            layers.Dropout(0.5),
+            layers.Dense(1, activation="sigmoid", name="probability"),
+        ],
+        name="seed",
+    )
+
+
+REGISTRY: dict[str, Architecture] = {
+    "seed": Architecture("seed", build_seed, "the seed tutorial's VGG-style baseline (faithful default)"),
+}
+
+
+def known() -> str:
+    return ", ".join(f"{a.name} ({a.description})" for a in REGISTRY.values())
+
+
+def get(name: str) -> Architecture:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; known: {known()}") from None
+
+
+def build(name: str, input_size: tuple[int, int] | None = None) -> keras.Model:
+    arch = get(name)
+    return arch.build(input_size or arch.default_input_size)
+
+
+def custom_objects() -> dict:
+    """Custom layers a saved model may need to load (none yet)."""
+    return {}
