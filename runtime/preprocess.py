@@ -120,7 +120,7 @@ def open_image(source: ImageSource) -> Image.Image:
             raise ImageDecodeError("not an image Pillow can identify") from None
         raise ImageDecodeError(f"cannot read: {exc.strerror or exc}") from None
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"refused: {exc}") from None
+        raise ImageDecodeError(f"refused before decoding (decompression-bomb guard): {exc}") from None
     pixels = image.width * image.height
     if pixels > MAX_PIXELS:
         image.close()
@@ -159,19 +159,34 @@ def decode(source: ImageSource, spec: PreprocessSpec = PreprocessSpec()) -> Imag
     if isinstance(source, np.ndarray):
         return Image.fromarray(_as_rgb_array(source), "RGB")
     image = open_image(source)
+    # An image we opened here is closed here: multi-frame files (GIF, TIFF) and failed decodes otherwise keep
+    # their file open until garbage collection (one leaked descriptor per file in a long run).
+    owned = image is not source
     try:
         if image.format == "JPEG" and not _has_rotating_exif(image):
             # Reduced-scale DCT decode, keeping at least twice the target size for the resize to work on.
             image.draft("RGB", (spec.width * 2, spec.height * 2))
         image.load()
-        image = ImageOps.exif_transpose(image)
-        return to_rgb8(image)
+        rgb = to_rgb8(ImageOps.exif_transpose(image))
     except ImageDecodeError:
+        _close_if(owned, image)
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"refused: {exc}") from None
+        _close_if(owned, image)
+        raise ImageDecodeError(f"refused before decoding (decompression-bomb guard): {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
+        _close_if(owned, image)
         raise ImageDecodeError(f"corrupt or truncated image: {exc}") from None
+    _close_if(owned and rgb is not image, image)
+    return rgb
+
+
+def _close_if(condition: bool, image: Image.Image) -> None:
+    if condition:
+        try:
+            image.close()
+        except Exception:  # closing is best effort; the decode result or error is what matters
+            pass
 
 
 def resize(image: Image.Image, spec: PreprocessSpec = PreprocessSpec()) -> np.ndarray:

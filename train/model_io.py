@@ -13,6 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from emotion.runtime.atomic import _umask as atomic_umask
 from emotion.runtime.metadata import ModelInfo
 
 INFO_MEMBER = "emotion_model_info.json"
@@ -29,6 +30,7 @@ def save_model(model, path: str | os.PathLike, info: ModelInfo) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~atomic_umask())
     try:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
@@ -91,3 +93,16 @@ def load_model(path: str | os.PathLike):
             raise ModelFileError(f"{path}: model input {shape} does not match its metadata")
     return model, info
 
+
+
+def predict_proba(model, images, batch_size: int = 32):
+    """P(Positive) for a uint8 (N, H, W, 3) batch, scaled as in training: the Keras reference for parity."""
+    import numpy as np
+
+    from emotion.runtime.preprocess import scale
+
+    out = [
+        np.asarray(model(scale(images[i : i + batch_size]), training=False)).reshape(-1)
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

@@ -7,23 +7,40 @@ P(Positive). Augmentation and scaling are never part of a model (export adds uin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import keras
-from keras import layers
+if TYPE_CHECKING:  # Keras loads only when a model is built, so command-line errors stay instant
+    import keras
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How an architecture is trained by default; every field can be overridden on the command line."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3  # Adam's default
+    class_weight: str = "none"  # "none" or "balanced"
+    threshold: str = "fixed"  # "fixed" (0.5) or "balanced" (maximise balanced accuracy on validation)
+    early_stopping: int = 0  # patience in epochs on validation AUC; 0 = off
+    lr_schedule: str = "constant"  # "constant" or "cosine"
 
 
 @dataclass(frozen=True)
 class Architecture:
     name: str
-    build: Callable[[tuple[int, int]], keras.Model]
+    build: Callable[[tuple[int, int]], "keras.Model"]
     description: str
     default_input_size: tuple[int, int] = (400, 500)
+    recipe: Recipe = Recipe()
 
 
-def build_seed(input_size: tuple[int, int] = (400, 500)) -> keras.Model:
+def build_seed(input_size: tuple[int, int] = (400, 500)) -> "keras.Model":
     """The seed tutorial's baseline, exactly: linear strided convolutions, two max-pools, Flatten, two
     dropout-regularised dense layers. 1,539,393 parameters at 400x500."""
+    import keras
+    from keras import layers
+
     height, width = input_size
     return keras.Sequential(
         [
@@ -61,7 +78,7 @@ def get(name: str) -> Architecture:
         raise ValueError(f"unknown architecture {name!r}; known: {known()}") from None
 
 
-def build(name: str, input_size: tuple[int, int] | None = None) -> keras.Model:
+def build(name: str, input_size: tuple[int, int] | None = None) -> "keras.Model":
     arch = get(name)
     return arch.build(input_size or arch.default_input_size)
 

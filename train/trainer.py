@@ -1,0 +1,244 @@
+"""Training a registered architecture on ``DATA/{Negative,Positive}`` and writing a complete run folder.
+
+Input pipeline: every image is decoded and resized once (thread pool, shared preprocessing) into a uint8
+array held in memory; ``tf.data`` then shuffles, scales and augments whole batches in parallel, so the
+accelerator-less CPU spends its time in the model, not in JPEG decoding (the seed's generator re-decoded every
+image every epoch). Memory: N x H x W x 3 bytes (448 photos at 400x500: 269 MB).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from emotion.runtime import atomic
+from emotion.runtime.metadata import ModelInfo
+from emotion.runtime.preprocess import DEFAULT_RESIZE_FILTER, PreprocessSpec
+
+from . import data as data_mod
+from . import metrics as metrics_mod
+from . import models, plots
+from .model_io import MODEL_NAME, predict_proba, save_model
+
+RUN_JSON = "run.json"
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    arch: str = "seed"
+    epochs: int | None = None  # None: the architecture's recipe
+    batch_size: int | None = None
+    image_size: tuple[int, int] | None = None
+    seed: int = data_mod.DEFAULT_SEED
+    validation_fraction: float = data_mod.DEFAULT_VALIDATION_FRACTION
+    learning_rate: float | None = None
+    class_weight: str | None = None
+    threshold: str | None = None
+    early_stopping: int | None = None
+    lr_schedule: str | None = None
+    force: bool = False
+    verbose: int = 1
+    resolved: dict = field(default_factory=dict)
+
+    def resolve(self) -> "TrainConfig":
+        """Fill unset options from the architecture's recipe; validate them."""
+        arch = models.get(self.arch)
+        recipe = asdict(arch.recipe)
+        for key, value in recipe.items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.image_size is None:
+            self.image_size = arch.default_input_size
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("--epochs and --batch-size must be at least 1")
+        if self.class_weight not in ("none", "balanced"):
+            raise ValueError(f"--class-weight must be none or balanced, got {self.class_weight!r}")
+        if self.threshold not in ("fixed", "balanced"):
+            raise ValueError(f"--threshold must be fixed or balanced, got {self.threshold!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"--lr-schedule must be constant or cosine, got {self.lr_schedule!r}")
+        return self
+
+
+def _datasets(x_train, y_train, x_val, y_val, cfg: TrainConfig):
+    import tensorflow as tf
+
+    from .augment import random_affine
+
+    autotune = tf.data.AUTOTUNE
+    train = tf.data.Dataset.from_tensor_slices((x_train, y_train.astype(np.float32)))
+    train = train.shuffle(len(x_train), seed=cfg.seed, reshuffle_each_iteration=True).batch(cfg.batch_size)
+    seeds = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True).batch(2)
+    train = tf.data.Dataset.zip((train, seeds)).map(
+        lambda batch, s: (random_affine(tf.cast(batch[0], tf.float32) * (1.0 / 255.0), seed=s), batch[1]),
+        num_parallel_calls=autotune,
+    )
+    val = tf.data.Dataset.from_tensor_slices((x_val, y_val.astype(np.float32))).batch(cfg.batch_size)
+    val = val.map(lambda x, y: (tf.cast(x, tf.float32) * (1.0 / 255.0), y), num_parallel_calls=autotune)
+    return train.prefetch(autotune), val.cache().prefetch(autotune)
+
+
+def _class_weight(y: np.ndarray, mode: str) -> dict[int, float] | None:
+    if mode == "none":
+        return None
+    counts = np.bincount(y, minlength=2)
+    return {i: float(len(y) / (2.0 * counts[i])) for i in range(2)}
+
+
+def _callbacks(cfg: TrainConfig, steps: int):
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._t)
+
+    timer = EpochTimer()
+    callbacks = [timer]
+    if cfg.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_auc", mode="max", patience=cfg.early_stopping, restore_best_weights=True, verbose=1
+            )
+        )
+    return timer, callbacks
+
+
+def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    lr = cfg.learning_rate
+    if cfg.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, cfg.epochs * steps_per_epoch), alpha=0.05)
+    return keras.optimizers.Adam(learning_rate=lr)
+
+
+def versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__}
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Train, evaluate on the validation split and write the run folder atomically. Returns metrics."""
+    cfg.resolve()
+    import keras
+
+    dataset = data_mod.load_dataset(cfg.data)
+    spec = PreprocessSpec(cfg.image_size[0], cfg.image_size[1], DEFAULT_RESIZE_FILTER)
+    t0 = time.perf_counter()
+    images, labels, undecodable = data_mod.load_images(dataset.samples, spec, progress="decode" if cfg.verbose else None)
+    decode_seconds = time.perf_counter() - t0
+    # Files that fail to decode are left out before splitting, so the manifest lists only usable images.
+    bad_paths = {p for p, _ in undecodable}
+    dataset.samples = [s for s in dataset.samples if s.path not in bad_paths]
+    dataset.rejected += undecodable
+    report = dataset.report()
+    split = data_mod.stratified_split(dataset, cfg.validation_fraction, cfg.seed)
+    log(_dataset_line(report, split))
+    for item in report["rejected"]:
+        log(f"  left out {item['path']}: {item['reason']}")
+    row = {s.path: i for i, s in enumerate(dataset.samples)}
+    train_rows = np.array([row[s.path] for s in split.train])
+    val_rows = np.array([row[s.path] for s in split.validation])
+    x_train, y_train = images[train_rows], labels[train_rows]
+    x_val, y_val = images[val_rows], labels[val_rows]
+    del images
+
+    with atomic.atomic_directory(cfg.out, force=cfg.force) as run:
+        keras.utils.set_random_seed(cfg.seed)
+        model = models.build(cfg.arch, tuple(cfg.image_size))
+        steps = int(np.ceil(len(x_train) / cfg.batch_size))
+        model.compile(
+            optimizer=_optimizer(cfg, steps),
+            loss=keras.losses.BinaryCrossentropy(),
+            metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+        )
+        train_ds, val_ds = _datasets(x_train, y_train, x_val, y_val, cfg)
+        timer, callbacks = _callbacks(cfg, steps)
+        history = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.epochs,
+            class_weight=_class_weight(y_train, cfg.class_weight),
+            callbacks=callbacks,
+            shuffle=False,  # tf.data shuffles already
+            verbose=(1 if sys.stderr.isatty() else 2) if cfg.verbose else 0,
+        )
+        hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        probability = predict_proba(model, x_val, cfg.batch_size)
+        threshold = metrics_mod.best_threshold(y_val, probability) if cfg.threshold == "balanced" else 0.5
+        val_metrics = metrics_mod.classification_metrics(y_val, probability, threshold, split.labels)
+        at_half = metrics_mod.classification_metrics(y_val, probability, 0.5, split.labels)
+        epoch_seconds = timer.seconds
+        timing = {
+            "decode_seconds": round(decode_seconds, 3),
+            "decode_images_per_second": round((len(x_train) + len(x_val)) / max(decode_seconds, 1e-9), 1),
+            "epoch_seconds": [round(s, 3) for s in epoch_seconds],
+            "train_images_per_second_median": round(len(x_train) / float(np.median(epoch_seconds)), 1),
+        }
+        summary = {
+            "roc_auc": val_metrics["roc_auc"], "accuracy": val_metrics["accuracy"],
+            "balanced_accuracy": val_metrics["balanced_accuracy"], "threshold": threshold,
+            "majority_accuracy": val_metrics["majority_accuracy"], "n_validation": int(len(y_val)),
+        }
+        info = ModelInfo(
+            labels=split.labels, threshold=threshold, input_height=spec.height, input_width=spec.width,
+            resize_filter=spec.resize_filter, architecture=cfg.arch, metrics=summary, versions=versions(),
+        )
+        save_model(model, run / MODEL_NAME, info)
+        data_mod.write_manifest(split, run)
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "resolved"}
+        config["data_root"] = str(split.root)
+        config["parameters"] = int(model.count_params())
+        config["image_size"] = list(cfg.image_size)
+        atomic.write_text(run / RUN_JSON, json.dumps(config, indent=2))
+        atomic.write_text(run / "history.json", json.dumps(hist, indent=2))
+        full = {
+            "validation": val_metrics, "validation_at_0.5": at_half, "dataset": report,
+            "timing": timing, "summary": summary,
+        }
+        atomic.write_text(run / "metrics.json", json.dumps(full, indent=2))
+        write_evaluation_files(run, y_val, probability, val_metrics, split.labels, hist)
+    log(f"wrote {cfg.out}: {MODEL_NAME}, {data_mod.MANIFEST_NAME}, metrics.json, history.json, plots/")
+    log(f"validation: {metrics_mod.summary_line(val_metrics)}")
+    log(f"epoch time median {np.median(epoch_seconds):.1f} s ({timing['train_images_per_second_median']} training images/s)")
+    return full
+
+
+def write_evaluation_files(folder: Path, y_true, probability, m: dict, labels, history: dict | None = None) -> None:
+    """The seed's evaluation artefacts: classification report, and PNG plots."""
+    text = metrics_mod.report_text(y_true, probability, m["threshold"], labels)
+    text += f"\nROC AUC {m['roc_auc']:.4f}\naccuracy {m['accuracy']:.4f}\nbalanced accuracy {m['balanced_accuracy']:.4f}\n"
+    text += f"majority-class baseline accuracy {m['majority_accuracy']:.4f}\nthreshold {m['threshold']:.4f}\n"
+    text += f"confusion matrix (rows true {labels[0]}, {labels[1]}; columns predicted):\n{np.array(m['confusion_matrix'])}\n"
+    atomic.write_text(folder / "classification_report.txt", text)
+    if history:
+        plots.training_curves(history, folder / "plots" / "training_curves.png")
+    plots.roc_curve(y_true, probability, folder / "plots" / "roc_curve.png")
+    plots.confusion_matrix(m["confusion_matrix"], folder / "plots" / "confusion_matrix.png", labels)
+
+
+def _dataset_line(report: dict, split: data_mod.Split) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in report["counts"].items())
+    extra = f"; left out {len(report['rejected'])} non-image file(s)" if report["rejected"] else ""
+    return (
+        f"data {report['root']}: {report['total']} images ({counts}; imbalance {report['imbalance_ratio']}:1; "
+        f"majority baseline {report['majority_accuracy']:.1%}){extra}; split seed {split.seed}: "
+        f"{len(split.train)} train / {len(split.validation)} validation"
+    )
