@@ -25,7 +25,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     binary = "b" in mode
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
     try:
-        with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
+        # surrogateescape: file names that are not valid UTF-8 are written back as the bytes they were
+        errors = None if binary else "surrogateescape"
+        with os.fdopen(fd, mode, encoding=None if binary else encoding, errors=errors) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

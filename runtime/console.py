@@ -25,6 +25,7 @@ def guard(*expected: type[BaseException]) -> Callable[[Callable[..., int]], Call
     def wrap(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def run(*args: Any, **kwargs: Any) -> int:
+            safe_stdio()
             try:
                 return main(*args, **kwargs)
             except KeyboardInterrupt:
@@ -36,6 +37,17 @@ def guard(*expected: type[BaseException]) -> Callable[[Callable[..., int]], Call
         return run
 
     return wrap
+
+
+def safe_stdio() -> None:
+    """Never crash on printing a file name that is not valid UTF-8: show its odd bytes escaped."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
 
 
 def print_json(data: Any) -> None:

@@ -71,6 +71,8 @@ class ModelInfo:
             "input_name": INPUT_NAME,
             "input_height": str(self.input_height),
             "input_width": str(self.input_width),
+            "orig_height": str(self.input_height),  # Model API's names for the input size
+            "orig_width": str(self.input_width),
             "input_dtype": "uint8",
             "layout": "NHWC",
             "color_order": "RGB",

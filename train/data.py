@@ -159,7 +159,7 @@ def read_manifest(path: str | os.PathLike, root: str | os.PathLike) -> Split:
     train: list[Sample] = []
     validation: list[Sample] = []
     labels: dict[int, str] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         for row in csv.DictReader(handle):
             index = int(row["class_index"])
             labels[index] = row["label"]

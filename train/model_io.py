@@ -94,15 +94,26 @@ def load_model(path: str | os.PathLike):
     return model, info
 
 
-
 def predict_proba(model, images, batch_size: int = 32):
-    """P(Positive) for a uint8 (N, H, W, 3) batch, scaled as in training: the Keras reference for parity."""
+    """P(Positive) for a uint8 (N, H, W, 3) RGB batch: the Keras reference every exported model is held to.
+
+    Scales with :func:`emotion.runtime.preprocess.scale` (what training fed the model) in chunks, so a large
+    batch does not need a float32 copy of itself in memory.
+    """
     import numpy as np
 
     from emotion.runtime.preprocess import scale
 
-    out = [
-        np.asarray(model(scale(images[i : i + batch_size]), training=False)).reshape(-1)
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected a uint8 (N, H, W, 3) batch, got {images.dtype} {images.shape}")
+    chunks = []
+    chunk = max(batch_size, 256)
+    for start in range(0, len(images), chunk):
+        batch = scale(images[start : start + chunk])
+        chunks.append(np.asarray(model.predict(batch, batch_size=batch_size, verbose=0)).reshape(-1))
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32)

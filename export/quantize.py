@@ -1,0 +1,98 @@
+"""INT8 by NNCF post-training quantization of the FP32 IR, optionally under an ROC AUC budget.
+
+The IR already takes uint8 images and scales them itself, so NNCF is fed the very arrays the runtime feeds:
+calibration statistics describe real inputs, with no transform that could drift from the runtime's.
+
+``max_auc_drop`` switches to ``nncf.quantize_with_accuracy_control``: NNCF quantizes, measures ROC AUC on the
+validation images, and reverts the layers that cost most until the drop is within budget (or reports that it
+could not). AUC is a whole-set metric, so our validation function refuses single images (one class) and NNCF
+falls back to ranking layers by how much they change the outputs, which is what it is documented to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from emotion.runtime.metadata import OUTPUT_PROBABILITY
+
+from .common import ExportError
+from .data import ImageSet
+
+
+def _batches(images: np.ndarray) -> list[np.ndarray]:
+    return [images[i : i + 1] for i in range(len(images))]
+
+
+def _quiet_nncf() -> None:
+    """NNCF's progress bars stay (they are the progress for this slow step); its INFO chatter goes."""
+    import nncf
+
+    try:
+        nncf.set_log_level(logging.WARNING)
+    except AttributeError:  # older NNCF
+        logging.getLogger("nncf").setLevel(logging.WARNING)
+
+
+def roc_auc(compiled_model: Any, items: Any) -> tuple[float, None]:
+    """NNCF validation function: ROC AUC of P(Positive) over (image, label) items."""
+    from sklearn.metrics import roc_auc_score
+
+    probabilities, labels = [], []
+    for image, label in items:
+        result = compiled_model(image)
+        probabilities.append(float(np.asarray(result[OUTPUT_PROBABILITY]).reshape(-1)[0]))
+        labels.append(int(label))
+    if len(set(labels)) < 2:
+        raise ValueError("ROC AUC needs both classes")  # tells NNCF to rank layers by output changes instead
+    return float(roc_auc_score(labels, probabilities)), None
+
+
+def quantize_int8(
+    model: Any,
+    calibration: ImageSet,
+    validation: ImageSet | None = None,
+    max_auc_drop: float | None = None,
+) -> tuple[Any, dict]:
+    """(quantized ``openvino.Model``, details for the report)."""
+    import nncf
+
+    _quiet_nncf()
+    calibration_data = nncf.Dataset(_batches(calibration.images))
+    details: dict = {
+        "method": "nncf.quantize",
+        "calibration": calibration.summary(),
+        "subset_size": len(calibration),
+        "preset": "performance (symmetric)",
+    }
+    details["calibration"].pop("rejected", None)
+    details["calibration_rejected"] = len(calibration.rejected)
+    try:
+        if max_auc_drop is None:
+            quantized = nncf.quantize(model, calibration_data, subset_size=len(calibration))
+            return quantized, details
+        if validation is None or validation.labels is None or len(set(validation.labels.tolist())) < 2:
+            raise ExportError(
+                "--max-auc-drop needs labelled validation images of both classes (a run's validation split or "
+                "--data DATA)"
+            )
+        items = list(zip(_batches(validation.images), validation.labels.tolist()))
+        validation_data = nncf.Dataset(items, lambda item: item[0])
+        quantized = nncf.quantize_with_accuracy_control(
+            model,
+            calibration_data,
+            validation_data,
+            validation_fn=roc_auc,
+            max_drop=float(max_auc_drop),
+            drop_type=nncf.DropType.ABSOLUTE,
+            subset_size=len(calibration),
+        )
+    except ExportError:
+        raise
+    except Exception as exc:  # NNCF's own errors (nncf.ValidationError, InternalError, ...)
+        raise ExportError(f"INT8 quantization failed: {type(exc).__name__}: {exc}") from None
+    details.update(method="nncf.quantize_with_accuracy_control", max_auc_drop=float(max_auc_drop),
+                   validation=validation.description)
+    return quantized, details

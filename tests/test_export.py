@@ -1,0 +1,464 @@
+"""emotion-export end to end on a tiny model loaded back from disk, with real tf2onnx, OpenVINO and NNCF.
+
+One module-scoped training run and one full export are shared by the tests (the file runs in about two
+minutes on two busy cores). The seed CNN needs at least 91 pixels a side (four stride-2 convolutions and two
+pools), so the tiny model is 96x120, the seed's 4:5 aspect ratio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emotion.runtime.metadata import INPUT_NAME, OUTPUT_PROBABILITY, OUTPUT_SCORES, ModelInfo
+
+HEIGHT, WIDTH = 96, 120
+THRESHOLD = 0.42  # not 0.5 on purpose: our labels use it, Model API's argmax cannot
+SHARED_DATA = Path("/work/shared/data")
+SCRIPT = Path(sys.executable).with_name("emotion-export")
+EXPORT_CMD = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "emotion.export.cli"]
+
+
+def _write_images(root: Path, per_class: int = 24, seed: int = 1) -> Path:
+    """Smooth colour fields, bluish-dark Negative and warm Positive, as JPEGs of a size != the model's."""
+    rng = np.random.default_rng(seed)
+    ys = np.linspace(0, 1, 120)[:, None, None]
+    xs = np.linspace(0, 1, 150)[None, :, None]
+    for label, base in (("Negative", (40, 60, 150)), ("Positive", (220, 160, 60))):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            top = np.array(base) + rng.normal(0, 40, 3)
+            other = rng.uniform(0, 255, 3)
+            pixels = top * (1 - ys) + other * ys * xs + rng.normal(0, 10, (120, 150, 3))
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / label / f"{i:03d}.jpg", quality=90)
+    return root
+
+
+def _train(model, x: np.ndarray, y: np.ndarray, epochs: int = 3) -> None:
+    import keras
+
+    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+    model.fit(x.astype("float32") / 255.0, y.astype("float32"), epochs=epochs, batch_size=8, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A training run folder as emotion-train writes it: model.keras (ModelInfo inside), split.csv, run.json."""
+    from emotion.train import data, models
+    from emotion.train.model_io import save_model
+
+    root = tmp_path_factory.mktemp("export-run")
+    data_root = _write_images(root / "data")
+    split = data.stratified_split(data.load_dataset(data_root))
+    info = ModelInfo(input_height=HEIGHT, input_width=WIDTH, threshold=THRESHOLD)
+    x, y, _ = data.load_images(split.train, info.preprocess_spec)
+    model = models.build("seed", (HEIGHT, WIDTH))
+    _train(model, x, y)
+    run = root / "run"
+    run.mkdir()
+    save_model(model, run / "model.keras", info)
+    data.write_manifest(split, run)
+    (run / "run.json").write_text(json.dumps({"data_root": str(data_root)}), encoding="utf-8")
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    """The full export (fp32, fp16, int8) through the function API: (report, out_dir)."""
+    from emotion.export import export_model
+
+    out = tmp_path_factory.mktemp("export-out") / "models"
+    report = export_model(tiny_run, out, progress=False)
+    return report, out
+
+
+def _ir(out: Path, precision: str) -> Path:
+    repo = "emotion" if precision == "fp32" else f"emotion-{precision}"
+    return out / repo / "1" / "model.xml"
+
+
+# -- layout, report ---------------------------------------------------------------------------------------------
+
+
+def test_repository_layout_and_report(exported, tiny_run):
+    report, out = exported
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == [
+        "emotion-fp16/1/model.bin", "emotion-fp16/1/model.xml",
+        "emotion-int8/1/model.bin", "emotion-int8/1/model.xml",
+        "emotion.onnx", "emotion/1/model.bin", "emotion/1/model.xml", "export_report.json",
+    ]
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "no temporary siblings left"
+    saved = json.loads((out / "export_report.json").read_text())
+    assert saved["ok"] is True and report.ok and report.exit_code == 0
+    assert saved["source_sha256"] == hashlib.sha256((tiny_run / "model.keras").read_bytes()).hexdigest()
+    assert set(saved["versions"]) >= {"tensorflow", "keras", "tf2onnx", "onnx", "openvino", "nncf"}
+    assert set(saved["timings_seconds"]) >= {"load_keras", "onnx", "openvino_fp32", "openvino_fp16",
+                                             "openvino_int8", "verify", "total"}
+    for variant in ("onnx", "fp32", "fp16", "int8"):
+        assert saved["files"][variant]["bytes"] > 0
+    assert "training-split" in saved["quantization"]["calibration"]["source"]
+    assert "validation-split" in saved["verification"]["data"]["source"]
+    assert report.table().count("\n") > 5
+
+
+# -- parity -------------------------------------------------------------------------------------------------------
+
+
+def test_fp32_matches_keras_and_every_variant_is_measured(exported):
+    from emotion.export.openvino_export import cpu_supports_bf16
+
+    report, _ = exported
+    v = report.verification
+    assert v.parity_ok, v.problems
+    rows = {r.variant: r for r in v.rows}
+    expected = {"keras", "onnx", "ir-fp32", "ir-fp16", "ir-int8"} | ({"ir-fp32-bf16"} if cpu_supports_bf16() else set())
+    assert set(rows) == expected
+    for name in ("onnx", "ir-fp32"):
+        assert rows[name].gate and rows[name].passed
+        assert rows[name].max_abs_diff <= 1e-4
+        assert rows[name].label_agreement == 100.0
+    for row in rows.values():
+        assert row.error is None
+        assert row.images == v.data["images"] > 0
+        assert row.roc_auc is not None and row.accuracy is not None and row.balanced_accuracy is not None
+    assert rows["ir-fp16"].max_abs_diff < 1e-2 and rows["ir-int8"].max_abs_diff < 0.2
+
+
+def test_keras_predict_helper_matches_the_fp32_ir(exported, tiny_run):
+    from emotion.export import keras_predict, onnx_predict, openvino_predict
+    from emotion.train.model_io import load_model
+
+    _, out = exported
+    model, info = load_model(tiny_run)
+    batch = (np.random.default_rng(3).random((5, HEIGHT, WIDTH, 3)) * 255).astype(np.uint8)
+    reference = keras_predict(model, batch)
+    assert reference.shape == (5,) and reference.dtype == np.float32
+    np.testing.assert_allclose(openvino_predict(_ir(out, "fp32"), batch, "f32"), reference, atol=1e-4)
+    np.testing.assert_allclose(onnx_predict(out / "emotion.onnx", batch), reference, atol=1e-4)
+    with pytest.raises(ValueError):
+        keras_predict(model, batch.astype(np.float32))
+
+
+# -- file contents ------------------------------------------------------------------------------------------------
+
+
+def test_fp32_ir_really_holds_f32_weights(exported):
+    from emotion.export.openvino_export import constant_types
+
+    _, out = exported
+    fp32, fp16 = constant_types(_ir(out, "fp32")), constant_types(_ir(out, "fp16"))
+    assert fp32["f32"] > 0 and fp32["f16"] == 0
+    assert fp16["f16"] > 0
+    fp32_bin = _ir(out, "fp32").with_suffix(".bin").stat().st_size
+    fp16_bin = _ir(out, "fp16").with_suffix(".bin").stat().st_size
+    assert fp16_bin < 0.6 * fp32_bin
+
+
+def test_int8_ir_is_quantized(exported):
+    from emotion.export.openvino_export import constant_types, op_types
+
+    _, out = exported
+    assert op_types(_ir(out, "int8"))["FakeQuantize"] > 0
+    assert constant_types(_ir(out, "int8"))["i8"] > 0
+    assert _ir(out, "int8").with_suffix(".bin").stat().st_size < 0.4 * _ir(out, "fp32").with_suffix(".bin").stat().st_size
+
+
+def test_rt_info_round_trips_through_model_info(exported, tiny_run):
+    from emotion.export.onnx_export import read_metadata
+    from emotion.export.openvino_export import read_model_info
+    from emotion.train.model_io import read_info
+
+    _, out = exported
+    trained = read_info(tiny_run)
+    for precision in ("fp32", "fp16", "int8"):
+        strings = read_model_info(_ir(out, precision))
+        info = ModelInfo.from_strings(strings)
+        assert info.precision == precision
+        assert info.threshold == THRESHOLD and info.labels == trained.labels
+        assert (info.input_height, info.input_width) == (HEIGHT, WIDTH)
+        assert len(info.source_sha256) == 64
+        # what OpenVINO Model API reads
+        assert strings["model_type"] == "Classification" and strings["embedded_processing"] == "True"
+        assert (strings["orig_height"], strings["orig_width"]) == (str(HEIGHT), str(WIDTH))
+    onnx_info = ModelInfo.from_strings(read_metadata(out / "emotion.onnx"))
+    assert onnx_info.precision == "fp32" and onnx_info.threshold == THRESHOLD
+
+
+def test_onnx_contract_uint8_image_dynamic_batch(exported):
+    import onnx
+    import onnxruntime as ort
+
+    _, out = exported
+    proto = onnx.load(out / "emotion.onnx")
+    onnx.checker.check_model(proto)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    (image,) = proto.graph.input
+    assert image.name == INPUT_NAME and image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    dims = image.type.tensor_type.shape.dim
+    assert not dims[0].HasField("dim_value") and [d.dim_value for d in dims[1:]] == [HEIGHT, WIDTH, 3]
+    assert [o.name for o in proto.graph.output] == [OUTPUT_SCORES, OUTPUT_PROBABILITY]
+    assert {n.op_type for n in proto.graph.node} >= {"Cast", "Mul", "Sigmoid"}
+    assert not {"Dropout", "RandomUniform"} & {n.op_type for n in proto.graph.node}
+    session = ort.InferenceSession(str(out / "emotion.onnx"), providers=["CPUExecutionProvider"])
+    for n in (1, 3):
+        batch = np.zeros((n, HEIGHT, WIDTH, 3), np.uint8) + np.arange(n, dtype=np.uint8)[:, None, None, None] * 90
+        scores, probability = session.run([OUTPUT_SCORES, OUTPUT_PROBABILITY], {INPUT_NAME: batch})
+        assert scores.shape == (n, 2) and probability.shape == (n, 1)
+        np.testing.assert_allclose(scores[:, 1:], probability, atol=1e-7)
+        np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_ir_contract_uint8_nhwc_named_outputs(exported):
+    import openvino as ov
+
+    _, out = exported
+    core = ov.Core()
+    for precision in ("fp32", "fp16", "int8"):
+        model = core.read_model(_ir(out, precision))
+        (image,) = model.inputs
+        assert image.get_any_name() == INPUT_NAME and image.get_element_type() == ov.Type.u8
+        assert image.get_partial_shape()[0].is_dynamic and list(image.get_partial_shape())[1:] == [HEIGHT, WIDTH, 3]
+        assert str(ov.layout_helpers.get_layout(image)) == "[N,H,W,C]"
+        assert [o.get_any_name() for o in model.outputs] == [OUTPUT_SCORES, OUTPUT_PROBABILITY]
+    compiled = core.compile_model(core.read_model(_ir(out, "fp32")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    result = compiled(np.full((2, HEIGHT, WIDTH, 3), 128, np.uint8))
+    assert result[OUTPUT_SCORES].shape == (2, 2) and result[OUTPUT_PROBABILITY].shape == (2, 1)
+
+
+# -- OpenVINO Model API on real photos ----------------------------------------------------------------------------
+
+
+def _real_photos(limit: int = 60) -> list[Path]:
+    from emotion.runtime.files import discover
+
+    folders = [SHARED_DATA / "twitter-sample", SHARED_DATA / "oasis-dev"]
+    present = [f for f in folders if (f / "Positive").is_dir()]
+    if not present:
+        pytest.skip("no real photos (/work/shared/data/twitter-sample or oasis-dev) on this machine")
+    paths = [c.path for c in discover([present[0] / "Negative", present[0] / "Positive"]) if c.error is None]
+    return paths[:limit]
+
+
+def test_model_api_classifies_like_us_on_real_photos(exported):
+    """Model API answers argmax(scores) = a 0.5 threshold on P(Positive); ours uses decision_threshold (0.42
+    here). So Model API is compared with our FP32 IR's probabilities thresholded at 0.5, on the same arrays."""
+    pytest.importorskip("model_api")
+    import openvino as ov
+    from model_api.adapters import OpenvinoAdapter
+    from model_api.models import Model
+
+    from emotion.export import openvino_predict
+    from emotion.runtime.preprocess import PreprocessSpec, preprocess
+
+    _, out = exported
+    xml = str(_ir(out, "fp32"))
+    images = np.stack([preprocess(p, PreprocessSpec(HEIGHT, WIDTH)) for p in _real_photos()])
+    ours = openvino_predict(xml, images, "f32")
+
+    adapter = OpenvinoAdapter(ov.Core(), xml, device="CPU", plugin_config={"INFERENCE_PRECISION_HINT": "f32"})
+    exact = Model.create_model(adapter, preload=True)
+    assert type(exact).__name__ == "ClassificationModel" and exact.params.labels == ["Negative", "Positive"]
+    ids, names, positive_scores = [], set(), []
+    for image in images:
+        result = exact(image)
+        ids.append(result.top_labels[0].id)
+        names.add(result.top_labels[0].name)
+        # raw_scores is a view of the request's output tensor, overwritten by the next call: copy it now
+        positive_scores.append(float(result.raw_scores[1]))
+    np.testing.assert_array_equal(ids, (ours >= 0.5).astype(int))
+    np.testing.assert_allclose(positive_scores, ours, atol=1e-5)
+    assert names <= {"Negative", "Positive"}
+
+    plain = Model.create_model(xml, device="CPU")  # the documented one-liner, default (bf16 on AMX) precision
+    plain_ids = np.array([plain(image).top_labels[0].id for image in images])
+    confident = np.abs(ours - 0.5) > 0.01
+    np.testing.assert_array_equal(plain_ids[confident], (ours[confident] >= 0.5).astype(int))
+
+
+# -- other models and modes ---------------------------------------------------------------------------------------
+
+
+def _batchnorm_model(tmp: Path, data_root: Path) -> Path:
+    """A BatchNorm + global-average-pool model (like the coming 'edge' architecture), as a bare .keras file."""
+    import keras
+    from keras import layers
+
+    from emotion.train import data
+    from emotion.train.model_io import save_model
+
+    inputs = keras.Input((HEIGHT, WIDTH, 3), name="image")
+    x = layers.Conv2D(8, 3, strides=2)(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(1, activation="sigmoid")(x)
+    model = keras.Model(inputs, outputs, name="bn")
+    info = ModelInfo(input_height=HEIGHT, input_width=WIDTH, architecture="bn-test")
+    samples = data.load_dataset(data_root).samples
+    x_, y_, _ = data.load_images(samples, info.preprocess_spec)
+    _train(model, x_, y_, epochs=2)
+    return save_model(model, tmp / "bn.keras", info)
+
+
+def test_batchnorm_model_bare_file_with_and_without_data(tiny_run, tmp_path):
+    """Inference graph only: BatchNorm on its moving statistics (training=True would break parity)."""
+    from emotion.export import export_model
+
+    data_root = Path(json.loads((tiny_run / "run.json").read_text())["data_root"])
+    source = _batchnorm_model(tmp_path, data_root)
+    with_data = export_model(source, tmp_path / "a", ["fp32"], data=data_root, progress=False)
+    assert with_data.ok and with_data.run_dir is None
+    assert "--data" in with_data.verification.data["source"] and with_data.verification.row("onnx").roc_auc
+    synthetic = export_model(source, tmp_path / "b", ["fp32", "fp16"], progress=False)
+    assert synthetic.ok and "synthetic" in synthetic.verification.data["source"]
+    assert synthetic.verification.row("ir-fp32").roc_auc is None
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["emotion", "emotion-fp16", "emotion.onnx",
+                                                                 "export_report.json"]
+
+
+def test_int8_only_with_accuracy_control(tiny_run, tmp_path):
+    from emotion.export import export_model
+
+    report = export_model(tiny_run, tmp_path / "q", ["int8"], max_auc_drop=0.05, name="mood", version=3,
+                          progress=False)
+    assert report.quantization["method"] == "nncf.quantize_with_accuracy_control"
+    assert report.quantization["max_auc_drop"] == 0.05
+    assert report.ok and report.verification.row("ir-fp32").passed  # FP32 is still built and checked
+    assert sorted(p.relative_to(tmp_path / "q").as_posix() for p in (tmp_path / "q").rglob("*.xml")) == [
+        "mood-int8/3/model.xml"]
+    assert (tmp_path / "q" / "mood.onnx").is_file()
+
+
+def test_bare_model_without_calibration_cannot_make_int8(tiny_run, tmp_path):
+    from emotion.export import ExportError, export_model
+
+    bare = tmp_path / "alone.keras"
+    shutil.copy(tiny_run / "model.keras", bare)
+    with pytest.raises(ExportError, match="--calibration"):
+        export_model(bare, tmp_path / "out", ["int8"], progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+# -- command line ------------------------------------------------------------------------------------------------
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*EXPORT_CMD, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("emotion-export")]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_bad_inputs_fail_fast_with_one_line(tiny_run, tmp_path):
+    not_model = tmp_path / "model.keras"
+    not_model.write_text("not a model")
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("no images here")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    out = str(tmp_path / "out")
+    _assert_one_line_error(_cli(str(tmp_path / "missing"), "--out", out), "does not exist")
+    _assert_one_line_error(_cli(str(not_model), "--out", out), "is not a Keras model")
+    _assert_one_line_error(_cli(str(tiny_run), "--out", out, "--calibration", str(empty)), "holds no images")
+    _assert_one_line_error(_cli(str(tiny_run), "--out", str(existing)), "already exists")
+    _assert_one_line_error(_cli(str(tiny_run), "--out", out, "--opset", "13"), "opset")
+    _assert_one_line_error(_cli(str(tiny_run), "--out", str(tiny_run.parent), "--force"), "contains")
+    assert (existing / "keep.txt").read_text() == "mine"
+    assert not Path(out).exists()
+
+
+def test_cli_refuses_non_sigmoid_and_broken_models(tmp_path, capsys):
+    import keras
+
+    from emotion.export.cli import main
+    from emotion.train.model_io import save_model
+
+    softmax = keras.Sequential([keras.Input((HEIGHT, WIDTH, 3)), keras.layers.GlobalAveragePooling2D(),
+                                keras.layers.Dense(2, activation="softmax")])
+    linear = keras.Sequential([keras.Input((HEIGHT, WIDTH, 3)), keras.layers.GlobalAveragePooling2D(),
+                               keras.layers.Dense(1)])
+    info = ModelInfo(input_height=HEIGHT, input_width=WIDTH)
+    save_model(softmax, tmp_path / "softmax.keras", info)
+    save_model(linear, tmp_path / "linear.keras", info)
+    broken = tmp_path / "broken.keras"
+    with __import__("zipfile").ZipFile(broken, "w") as archive:
+        archive.writestr("hello.txt", "a zip, not a Keras model")
+    for path, fragment in ((tmp_path / "softmax.keras", "one sigmoid unit"),
+                           (tmp_path / "linear.keras", "'linear'"),
+                           (broken, "could not be loaded")):
+        assert main([str(path), "--out", str(tmp_path / "out"), "--precision", "fp32", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert fragment in err and "Traceback" not in err
+        assert not (tmp_path / "out").exists()
+
+
+def test_cli_force_json_replaces_existing(tiny_run, tmp_path, capsys):
+    from emotion.export.cli import main
+
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "old.txt").write_text("old export")
+    argv = [str(tiny_run), "--out", str(out), "--precision", "int8", "fp16", "--force", "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)  # stdout is the report alone: progress (NNCF's bars too) is on stderr
+    assert report["ok"] and report["precisions"] == ["fp16", "int8"]
+    assert "[1/" in captured.err
+    assert not (out / "old.txt").exists() and (out / "emotion-fp16" / "1" / "model.xml").is_file()
+    assert not (out / "emotion").exists()
+
+
+def test_cli_interrupt_leaves_nothing(tiny_run, tmp_path):
+    out = tmp_path / "models"
+    process = subprocess.Popen([*EXPORT_CMD, str(tiny_run), "--out", str(out)], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if "[3/" in line:  # TensorFlow loaded, images read, conversion starting
+            process.send_signal(signal.SIGINT)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 2, "".join(seen) + rest
+    assert "interrupted" in rest and "Traceback" not in rest
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".models")]
+
+
+def test_verify_directory_rechecks_an_existing_export(exported, tiny_run):
+    from emotion.export.verify import verify_directory
+
+    _, out = exported
+    again = verify_directory(out, tiny_run)
+    assert again.parity_ok and {r.variant for r in again.rows} >= {"onnx", "ir-fp32", "ir-fp16", "ir-int8"}
+
+
+def test_cli_parity_failure_exits_1_after_writing_the_report(tiny_run, tmp_path, capsys, monkeypatch):
+    from emotion.export import verify as verify_module
+    from emotion.export.cli import main
+
+    monkeypatch.setattr(verify_module, "PARITY_TOLERANCE", -1.0)  # nothing can pass: simulate a broken conversion
+    out = tmp_path / "models"
+    assert main([str(tiny_run), "--out", str(out), "--precision", "fp32", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "FP32 parity failed" in err and "Traceback" not in err
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["ok"] is False and report["verification"]["problems"]
+    assert (out / "emotion" / "1" / "model.xml").is_file()
