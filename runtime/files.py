@@ -7,6 +7,7 @@ a text file named ``.jpg`` is reported, not silently skipped. Paths are yielded 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -45,6 +46,9 @@ def looks_like_image(head: bytes) -> bool:
 def sniff(path: Path) -> str | None:
     """Return None when ``path`` looks like an image file, else a one-line reason."""
     try:
+        # Only regular files are opened: opening a FIFO would block until something writes to it.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return "not a regular file (a FIFO, socket or device)"
         with open(path, "rb") as handle:
             head = handle.read(16)
     except FileNotFoundError:

@@ -5,41 +5,52 @@ from __future__ import annotations
 import pytest
 
 # ==== data / train fixtures ==== begin ====
-# RECONSTRUCTED by the runtime helper, which overwrote this file by mistake at 02:03 while it was being
-# written concurrently: synth_data, tiny_run and twitter_dir are rebuilt from how test_data.py,
-# test_train.py and test_preprocess.py use them (80 synthetic images; a 2-epoch 128x160 training run).
-# Their author should check them against the original.
+# Small real data (synthetic JPEGs; real photos when ../shared is present) and a small, really trained run.
+import os
 from pathlib import Path
 
-SHARED_DATA = Path("/work/shared/data")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EMOTION_SHARED", REPO.parent / "shared"))
+OASIS = SHARED / "data" / "oasis-dev"
+TWITTER = SHARED / "data" / "twitter-sample"
+TINY_SIZE = (128, 160)  # (height, width): near the smallest the seed CNN accepts, same aspect as 400x500
 
 
 @pytest.fixture(scope="session")
-def synth_data(tmp_path_factory) -> Path:
-    """80 synthetic images in the seed layout (DATA/Negative, DATA/Positive)."""
-    from emotion.train.synth import SynthConfig, generate
-
-    root = tmp_path_factory.mktemp("synth") / "data"
-    generate(root, SynthConfig(n=80, height=128, width=160))
-    return root
-
-
-@pytest.fixture(scope="session")
-def tiny_run(synth_data, tmp_path_factory) -> Path:
-    """A real emotion-train run folder on ``synth_data``: 2 epochs at 128x160."""
-    from emotion.train.trainer import TrainConfig, train
-
-    run = tmp_path_factory.mktemp("train") / "run"
-    train(TrainConfig(data=synth_data, out=run, epochs=2, image_size=(128, 160), verbose=0), log=lambda message: None)
-    return run
+def oasis_dir() -> Path:
+    if not (OASIS / "Positive").is_dir():
+        pytest.skip(f"real photos not present at {OASIS}")
+    return OASIS
 
 
 @pytest.fixture(scope="session")
 def twitter_dir() -> Path:
-    folder = SHARED_DATA / "twitter-sample"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is not on this machine")
-    return folder
+    if not (TWITTER / "Positive").is_dir():
+        pytest.skip(f"real photos not present at {TWITTER}")
+    return TWITTER
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory) -> Path:
+    """80 synthetic JPEGs at 120x150 in the seed's layout (resized to the model's size when read)."""
+    from emotion.train.synth import SynthConfig, generate
+
+    out = tmp_path_factory.mktemp("synth") / "data"
+    generate(out, SynthConfig(n=80, seed=5, height=120, width=150))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_data, tmp_path_factory) -> Path:
+    """A seed-architecture run really trained for 2 epochs at 128x160 on ``synth_data``."""
+    from emotion.train.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(TrainConfig(data=synth_data, out=out, epochs=2, batch_size=16, image_size=TINY_SIZE, verbose=0),
+          log=lambda msg: None)
+    return out
 
 
 # ==== data / train fixtures ==== end ====
