@@ -16,9 +16,11 @@ Routes (every error is ``{"error": "one line"}``, the KServe format):
 How it runs: one process, one model. Each request's body is read with a size limit (413), decoding and
 resizing run in a thread pool (``--workers``), inference in OpenVINO's asynchronous requests
 (``EmotionClassifier.submit`` awaited through ``asyncio.wrap_future``), so the event loop never blocks on
-either. At most ``--max-pending`` requests are in progress; more are answered 503 at once (bounded memory,
-no unbounded queue). A request not answered within ``--timeout`` seconds gets 504 and its queued work is
-cancelled. The server listens on 127.0.0.1 unless told otherwise; SIGINT/SIGTERM stop it gracefully
+either. At most ``--max-pending`` requests are in progress and ``--max-body-memory-mb`` of their bodies held;
+past either, a request is answered 503 at once (``Retry-After: 1``), never queued without bound; decoded
+images wait for inference a few at a time (a semaphore), however many files the requests carry. A request
+not answered within ``--timeout`` seconds gets 504 and its queued work is cancelled. The model is served
+under its metadata name (``emotion``; ``--model-name`` to change it) and version. The server listens on 127.0.0.1 unless told otherwise; SIGINT/SIGTERM stop it gracefully
 (requests in progress finish, then the model is closed).
 
 FastAPI and uvicorn (the ``serve`` extra) are imported here only, never by ``import emotion.runtime``.
@@ -79,6 +81,7 @@ class ServeSettings:
     max_batch: int = 64
     workers: int | None = None
     max_body_memory: int = 256 * 1024 * 1024  # request bodies held at once, all requests together
+    model_name: str | None = None  # the name served under /v2/models/ (None: the model's metadata name)
 
 
 def _package_version() -> str:
@@ -95,7 +98,7 @@ class _State:
 
     def __init__(self, classifier: Any, settings: ServeSettings) -> None:
         self.classifier = classifier
-        self.info = classifier.info
+        self.info = classifier.info if not settings.model_name else classifier.info.replace(name=settings.model_name)
         self.settings = settings
         workers = settings.workers or os.cpu_count() or 1
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emotion-serve-decode")
@@ -664,6 +667,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=("f32", "bf16", "f16"), default=None,
         help="inference precision; default f32 (exact parity with training); bf16 is faster on CPUs with AMX",
     )
+    parser.add_argument(
+        "--model-name", metavar="NAME",
+        help="name served under /v2/models/NAME (default: the model's own, from its metadata: usually emotion); "
+        "e.g. emotion-int8 to match an OpenVINO Model Server configuration",
+    )
     parser.add_argument("--device", default="CPU", help="OpenVINO device: CPU (default), GPU, AUTO, ...")
     parser.add_argument(
         "--mode", choices=("latency", "throughput"), default="throughput",
@@ -744,6 +752,7 @@ def main(argv: list[str] | None = None) -> int:
             max_batch=args.max_batch,
             workers=args.workers,
             max_body_memory=int(max(args.max_body_memory_mb, args.max_upload_mb) * 1024 * 1024),
+            model_name=args.model_name,
         )
         app = create_app(classifier, settings)
         config = uvicorn.Config(
@@ -760,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{PROG}: model {described['name']} v{described['version']} ({described['model_precision']}) from "
             f"{os.fsdecode(classifier.path)}: {described['backend']} {described['device']} {described['precision']}, "
             f"{described['mode']}, {described['requests']} requests\n"
-            f"{PROG}: listening on {url_of(sock)} (POST /predict, /v2/models/{described['name']}/infer)\n"
+            f"{PROG}: listening on {url_of(sock)} (POST /predict, /v2/models/{args.model_name or described['name']}/infer)\n"
         )
         sys.stderr.flush()
         # SIGTERM (docker stop, systemd) ends the process like Ctrl-C does: uvicorn drains requests in

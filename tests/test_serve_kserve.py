@@ -1,0 +1,98 @@
+"""The KServe v2 codec of emotion-serve on its own (no server): request parsing and response encoding."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from emotion.runtime.metadata import ModelInfo
+from emotion.runtime.serving_kserve import (
+    RequestError,
+    encode_infer_response,
+    model_metadata,
+    parse_infer_request,
+)
+
+INFO = ModelInfo(input_height=2, input_width=3)
+
+
+def _parse(request, binary: bytes = b"", **kwargs):
+    header = json.dumps(request).encode()
+    if binary:
+        return parse_infer_request(bytearray(header + binary), str(len(header)), INFO, max_batch=kwargs.get("max_batch", 8))
+    return parse_infer_request(bytearray(header), None, INFO, max_batch=kwargs.get("max_batch", 8))
+
+
+def test_uint8_flat_nested_and_binary_agree():
+    pixels = np.arange(2 * 2 * 3 * 3, dtype=np.uint8).reshape(2, 2, 3, 3)
+    image = {"name": "image", "datatype": "UINT8", "shape": [2, 2, 3, 3]}
+    flat = _parse({"inputs": [dict(image, data=pixels.ravel().tolist())]})
+    nested = _parse({"inputs": [dict(image, data=pixels.tolist())]})
+    binary = _parse({"inputs": [dict(image, parameters={"binary_data_size": pixels.nbytes})]}, pixels.tobytes())
+    for parsed in (flat, nested, binary):
+        assert parsed.datatype == "UINT8" and parsed.count == 2
+        np.testing.assert_array_equal(parsed.pixels, pixels)
+    assert binary.pixels.flags.writeable  # a view over the (bytearray) body, usable by OpenVINO without a copy
+    assert [o.name for o in flat.outputs] == ["scores", "probability"] and not flat.outputs[0].binary
+
+
+def test_bytes_elements_base64_and_binary_layouts():
+    files = [b"\xff\xd8\xff first", b"\x89PNG second"]
+    as_json = _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2],
+                                  "data": [base64.b64encode(files[0]).decode(), {"b64": base64.urlsafe_b64encode(files[1]).decode().rstrip("=")}]}]})
+    assert as_json.files == files
+    packed = b"".join(struct.pack("<I", len(f)) + f for f in files)
+    as_binary = _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(packed)}}]}, packed)
+    assert as_binary.files == files
+    bare = _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}, files[0])  # OVMS: one image, no prefix
+    assert bare.files == files[:1]
+    whole = parse_infer_request(bytearray(files[1]), "0", INFO, max_batch=8)  # Inference-Header-Content-Length: 0
+    assert whole.files == files[1:] and [o.name for o in whole.outputs] == ["scores", "probability"]
+
+
+def test_limits_and_errors():
+    with pytest.raises(RequestError) as caught:
+        _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [9], "data": ["AA=="] * 9}]})
+    assert caught.value.status == 413 and "--max-batch" in caught.value.message
+    with pytest.raises(RequestError, match="2 inputs"):
+        _parse({"inputs": [{"name": "image"}, {"name": "other"}]})
+    with pytest.raises(RequestError, match="Inference-Header-Content-Length is 99"):
+        parse_infer_request(bytearray(b"{}"), "99", INFO, max_batch=8)
+    with pytest.raises(RequestError, match="classification is available on the 'scores' output"):
+        _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["AA=="]}],
+                "outputs": [{"name": "probability", "parameters": {"classification": 1}}]})
+    with pytest.raises(RequestError, match="length-prefixed"):
+        _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2]}]}, b"\x05\x00\x00\x00abc")
+
+
+def test_response_json_binary_and_classification():
+    request = _parse({
+        "id": "r1",
+        "inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": ["AA==", "AA=="]}],
+        "outputs": [{"name": "probability", "parameters": {"binary_data": True}},
+                    {"name": "scores", "parameters": {"classification": 2}}],
+    })
+    body, header_length = encode_infer_response(request, np.array([0.25, 0.75], np.float32), INFO)
+    head = json.loads(body[:header_length])
+    assert head["id"] == "r1" and head["model_name"] == "emotion" and head["model_version"] == "1"
+    probability, scores = head["outputs"]  # in the order the request asked for them
+    assert probability == {"name": "probability", "datatype": "FP32", "shape": [2, 1], "parameters": {"binary_data_size": 8}}
+    np.testing.assert_array_equal(np.frombuffer(body[header_length:], "<f4"), [0.25, 0.75])
+    assert scores["datatype"] == "BYTES" and scores["shape"] == [2, 2]
+    assert scores["data"] == ["0.75:0:Negative", "0.25:1:Positive", "0.75:1:Positive", "0.25:0:Negative"]
+
+    plain, none = encode_infer_response(_parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["AA=="]}]}),
+                                        np.array([0.93], np.float32), INFO)
+    assert none is None
+    assert json.loads(plain)["outputs"][0]["data"] == [pytest.approx(0.07, abs=1e-6), 0.93]
+
+
+def test_model_metadata_follows_the_model_info():
+    meta = model_metadata(INFO.replace(name="mood", version="3"))
+    assert meta["name"] == "mood" and meta["versions"] == ["3"]
+    assert meta["inputs"][0]["shape"] == [-1, 2, 3, 3]
+    assert meta["rt_info"]["model_info"]["model_name"] == "mood"
