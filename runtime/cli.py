@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .atomic import atomic_open
 from .backends import BACKENDS, MODES, ModelLoadError
 from .classifier import EmotionClassifier, Prediction
-from .console import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from .console import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, positive_int
 from .files import discover
 from .locate import MODEL_ENV, VARIANTS, default_model
 
@@ -157,16 +157,6 @@ class _OutputFile:
             self._json.finish(summary)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -206,11 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     parser.add_argument(
-        "--workers", type=_positive_int, default=None, metavar="N",
+        "--workers", type=positive_int, default=None, metavar="N",
         help="threads decoding and resizing images (default: the CPU count)",
     )
     parser.add_argument(
-        "--requests", type=_positive_int, default=0, metavar="N",
+        "--requests", type=positive_int, default=0, metavar="N",
         help="inferences kept in flight (default: OpenVINO's optimal number for the mode)",
     )
     cache = parser.add_mutually_exclusive_group()

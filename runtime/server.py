@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import numpy as np
 
 from .backends import InferenceError, ModelLoadError
-from .console import EXIT_OK, EXIT_USAGE
+from .console import EXIT_OK, EXIT_USAGE, positive_float, positive_int
 from .locate import MODEL_ENV, VARIANTS, default_model
 from .preprocess import ImageDecodeError
 from .serving_kserve import (
@@ -594,26 +594,6 @@ class BackgroundServer:
 
 
 # -- the command ------------------------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -638,29 +618,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=_port, default=8000, help="TCP port (default: 8000; 0: any free port)")
     parser.add_argument(
-        "--workers", type=_positive_int, default=None, metavar="N",
+        "--workers", type=positive_int, default=None, metavar="N",
         help="threads decoding and resizing uploaded images (default: the CPU count); one process serves, "
         "OpenVINO's streams already use every core",
     )
     parser.add_argument(
-        "--max-upload-mb", type=_positive_float, default=20.0, metavar="MB",
+        "--max-upload-mb", type=positive_float, default=20.0, metavar="MB",
         help="largest request body accepted, in MiB (default: 20); larger ones get 413",
     )
     parser.add_argument(
-        "--timeout", type=_positive_float, default=30.0, metavar="S",
+        "--timeout", type=positive_float, default=30.0, metavar="S",
         help="seconds a request may take before it is answered 504 (default: 30)",
     )
     parser.add_argument(
-        "--max-pending", type=_positive_int, default=128, metavar="N",
+        "--max-pending", type=positive_int, default=128, metavar="N",
         help="requests in progress at once; more are answered 503 at once (default: 128)",
     )
     parser.add_argument(
-        "--max-body-memory-mb", type=_positive_float, default=256.0, metavar="MB",
+        "--max-body-memory-mb", type=positive_float, default=256.0, metavar="MB",
         help="request bodies held at once, all requests together, in MiB; a request that would pass it is "
         "answered 503 (default: 256; at least --max-upload-mb)",
     )
     parser.add_argument(
-        "--max-batch", type=_positive_int, default=64, metavar="N",
+        "--max-batch", type=positive_int, default=64, metavar="N",
         help="images in one request (files in /predict, N in a KServe tensor); more get 413 (default: 64)",
     )
     parser.add_argument(
@@ -678,7 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="OpenVINO performance hint (default: throughput, for concurrent requests)",
     )
     parser.add_argument(
-        "--requests", type=_positive_int, default=0, metavar="N",
+        "--requests", type=positive_int, default=0, metavar="N",
         help="inferences kept in flight (default: OpenVINO's optimal number for the mode)",
     )
     parser.add_argument(
