@@ -52,7 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     _step("training (seed recipe)", "emotion.train.cli", str(data), "--out", str(run), "--epochs", str(args.epochs),
           "--image-size", args.image_size)
     _step("evaluation", "emotion.train.evaluate_cli", str(run), str(run), "--out", str(out / "evaluation"))
-    print(f"\ndone: everything is in {out}/ (run: {run}/, plots: {run}/plots/)")
+    exports = out / "exports" / "demo"
+    _step("export: ONNX + OpenVINO IR FP32/FP16/INT8, verified against Keras", "emotion.export.cli", str(run),
+          "--out", str(exports))
+    _step("folder inference with the runtime", "emotion.runtime.cli", "--model", str(exports), str(data),
+          "--output", str(out / "predictions.csv"), "--quiet")
+    _step("benchmark: every format, parity gate", "emotion.benchmarks.cli", str(run), "--data", str(data),
+          "--export", str(exports), "--out", str(out / "bench"), "--repeats", "3")
+    print(f"\ndone: everything is in {out}/ (run: {run}/, plots: {run}/plots/, models: {exports}/, "
+          f"predictions: {out}/predictions.csv, benchmark: {out}/bench/)")
     return 0
 
 

@@ -1,0 +1,54 @@
+"""The benchmark's picture: latency p50 against ROC AUC, one labelled point per format."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from emotion.runtime import atomic
+
+
+def latency_auc_plot(document: dict[str, Any], path: Path) -> bool:
+    """Write the PNG; False (nothing written) when no format has both figures or matplotlib is missing."""
+    points = []
+    for row in document.get("formats", []):
+        latency = ((row.get("latency_ms") or {}).get("p50") or {}).get("median")
+        auc = row.get("roc_auc")
+        if latency is None or auc is None or not math.isfinite(latency) or not math.isfinite(auc):
+            continue
+        spread = (row["latency_ms"]["p50"].get("min"), row["latency_ms"]["p50"].get("max"))
+        points.append((row["format"], latency, auc, spread))
+    if not points:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, latency, auc, (low, high)) in enumerate(points):
+        colour = colours[i % len(colours)]
+        xerr = [[latency - low], [high - latency]] if low is not None and high is not None else None
+        ax.errorbar([latency], [auc], xerr=xerr, fmt="o", color=colour, capsize=3, markersize=7)
+        ax.annotate(name, (latency, auc), textcoords="offset points", xytext=(6, 6 + 9 * (i % 3)), fontsize=9,
+                    color=colour)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency p50, batch 1 (ms, log scale; bars: min–max over rounds)")
+    ax.set_ylabel("ROC AUC (validation images)")
+    title = f"{document.get('model', {}).get('name', 'model')} ({Path(document.get('run', '')).name})"
+    ax.set_title(f"emotion-bench: {title}", fontsize=10)
+    aucs = [p[2] for p in points]
+    pad = max(0.002, (max(aucs) - min(aucs)) * 0.3)
+    ax.set_ylim(min(aucs) - pad, max(aucs) + pad)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic.write_bytes(path, buffer.getvalue())
+    return True

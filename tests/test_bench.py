@@ -1,0 +1,217 @@
+"""emotion-bench on a tiny trained run and its real export: every row, sane figures, the parity gate, bad input.
+
+The bench runs with one round, short timings and 1-second benchmark_app runs; the whole file takes about two
+minutes on two busy cores (most of it TensorFlow start-up in the Keras worker and cold-start processes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from emotion.benchmarks import cli
+from emotion.benchmarks.formats import FORMATS, parse_formats, UnknownFormat
+from emotion.benchmarks.hardware import cpu_supports_bf16
+from emotion.benchmarks.suite import Gates, evaluate_gate
+from emotion.benchmarks.timing import parse_benchmark_app, summarize
+
+FAST = ["--repeats", "1", "--seconds", "0.2", "--ba-seconds", "1", "--warmup", "1", "--e2e-images", "16", "-q"]
+
+
+@pytest.fixture(scope="module")
+def bench_export(tiny_run, tmp_path_factory) -> Path:
+    """The real export of ``tiny_run`` (fp32, fp16, int8 IRs and ONNX)."""
+    from emotion.export import export_model
+
+    out = tmp_path_factory.mktemp("bench-export") / "export"
+    export_model(tiny_run, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def other_export(tiny_run, tmp_path_factory) -> Path:
+    """The FP32 export of a different model of the same architecture and size: a re-initialised seed CNN."""
+    from emotion.export import export_model
+    from emotion.train import models
+    from emotion.train.model_io import read_info, save_model
+
+    info = read_info(tiny_run / "model.keras")
+    run = tmp_path_factory.mktemp("other-run") / "run"
+    run.mkdir()
+    save_model(models.build("seed", (info.input_height, info.input_width)), run / "model.keras", info)
+    for name in ("split.csv", "run.json"):
+        shutil.copy(tiny_run / name, run / name)
+    out = run.parent / "export"
+    export_model(run, out, precisions=("fp32",), progress=False)
+    return out
+
+
+def _bench(capsys, *args: str) -> tuple[int, dict]:
+    code = cli.main([*map(str, args), "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else {}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+# -- the real model: every row, sane figures, gate passes ------------------------------------------------------
+def test_bench_every_format_on_the_real_export(tiny_run, synth_data, bench_export, tmp_path, capsys):
+    out = tmp_path / "bench"
+    # FP32 keeps its exact-parity defaults. The reduced-precision limits are widened: 16 validation images
+    # give AUC steps of about 1/63, so one swapped pair already exceeds the default 0.005.
+    code, doc = _bench(capsys, tiny_run, "--data", synth_data, "--export", bench_export, "--out", out,
+                       "--name", "tiny", "--gate-bf16-auc", "0.1", "--gate-fp16-auc", "0.1",
+                       "--gate-int8-auc", "0.1", *FAST)
+    assert code == 0, doc.get("gate")
+    assert doc["gate"]["passed"] is True
+    rows = {row["format"]: row for row in doc["formats"]}
+    assert list(rows) == list(FORMATS)  # every row, in order
+    assert doc["images"]["count"] == 16 and doc["images"]["input_size"] == [128, 160]
+    for name, row in rows.items():
+        if name == "openvino-bf16" and not cpu_supports_bf16():
+            assert row["status"].startswith("skipped")
+            continue
+        assert row["status"] == "ok", (name, row["status"])
+        assert row["size_mb"] > 0
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["balanced_accuracy"] <= 1 and 0 <= row["roc_auc"] <= 1
+        lat = row["latency_ms"]
+        assert 0 < lat["p50"]["median"] <= lat["p90"]["median"] <= lat["p99"]["median"] < 5000, name
+        assert row["throughput"]["median"] > 0 and row["e2e"]["median"] > 0, name
+        assert 0 < row["cold_start_s"]["median"] < 120 and row["peak_rss_mb"]["median"] > 20, name
+        assert row["gate"]["passed"] in (True, None), name
+        if FORMATS[name].openvino:
+            ba = row["benchmark_app"]
+            assert ba["latency_median_ms"]["median"] > 0 and ba["throughput"]["median"] > 0, name
+            assert _finite(row["ratios"]["latency"]) and _finite(row["ratios"]["throughput"]), name
+        # the files read by predict_many gave the same answers as the arrays
+        assert row.get("e2e_max_abs_diff", 0) < 1e-3 if name != "openvino-bf16" else True
+    assert rows["keras"]["max_abs_dp"] == 0 and rows["keras"]["label_agreement"] == 100
+    for name in ("onnxruntime", "openvino-fp32"):
+        assert rows[name]["max_abs_dp"] < 1e-4 and rows[name]["label_agreement"] == 100
+        assert rows[name]["d_auc"] <= 1e-4
+    assert rows["openvino-int8"]["size_mb"] < rows["openvino-fp16"]["size_mb"] < rows["openvino-fp32"]["size_mb"]
+    hardware = doc["hardware"]
+    assert hardware["cores"] >= 1 and "AVX2" in hardware["isa"] and hardware["versions"]["OpenVINO"]
+    # the three outputs
+    for suffix in (".md", ".json", ".png"):
+        assert (out / f"tiny{suffix}").is_file()
+    text = (out / "tiny.md").read_text()
+    for name in FORMATS:
+        assert f"`{name}`" in text
+    assert "benchmark_app" in text and "Hardware and software" in text and "PASS" in text
+    assert json.loads((out / "tiny.json").read_text())["gate"]["passed"] is True
+    assert (out / "tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- another model's export: the gate must fail ----------------------------------------------------------------
+def test_gate_fails_for_another_models_export(tiny_run, synth_data, other_export, tmp_path, capsys):
+    code, doc = _bench(capsys, tiny_run, "--data", synth_data, "--export", other_export, "--out", tmp_path,
+                       "--formats", "onnxruntime", "openvino-fp32", "--no-cold-start", "--no-ceiling", *FAST)
+    assert code == 1
+    assert doc["gate"]["passed"] is False
+    assert set(doc["gate"]["failures"]) == {"onnxruntime", "openvino-fp32"}
+    rows = {row["format"]: row for row in doc["formats"]}
+    assert rows["openvino-fp32"]["status"] == "ok"  # it ran: the figures show how far off it is
+    assert rows["openvino-fp32"]["max_abs_dp"] > 1e-4
+    assert "FAIL" in (tmp_path / "benchmark.md").read_text()
+
+
+def test_an_export_of_another_input_size_is_a_mismatch_and_fails_the_gate():
+    from emotion.benchmarks.suite import _mismatch
+
+    run = {"input_size": [128, 160], "labels": ["Negative", "Positive"], "threshold": 0.5}
+    assert _mismatch(run, dict(run)) is None
+    problem = _mismatch(run, {**run, "input_size": [32, 40]})
+    assert "32x40" in problem and "128x160" in problem
+    assert "threshold" in _mismatch(run, {**run, "threshold": 0.42})
+    row = {"format": "openvino-fp32", "status": f"mismatch: {problem}", "ok": False}
+    assert evaluate_gate(row, Gates())["passed"] is False
+
+
+# -- bad input: one line, exit 2 ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["no-run", "no-export", "not-an-export", "unlabelled-data", "missing-data",
+                                  "unknown-format"])
+def test_bad_input_exits_2(case, tiny_run, synth_data, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    run, data, export, extra = tiny_run, synth_data, tmp_path / "empty", []
+    if case == "no-run":
+        run = tmp_path / "nope"
+    elif case == "no-export":
+        export = tmp_path / "nope"
+    elif case == "unlabelled-data":
+        data = tmp_path / "empty"  # a folder without Negative/ and Positive/
+    elif case == "missing-data":
+        data = tmp_path / "nope"
+    elif case == "unknown-format":
+        extra = ["--formats", "openvino-fp32", "tensorrt"]
+    # "not-an-export": the empty folder given as --export
+    code = cli.main([str(run), "--data", str(data), "--export", str(export), "--out", str(tmp_path / "o"), "-q",
+                     *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("emotion-bench: error: "), err
+    if case == "unknown-format":
+        assert "tensorrt" in err[0] and all(name in err[0] for name in FORMATS)
+    if case == "unlabelled-data":
+        assert "no labels" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+# -- pieces ------------------------------------------------------------------------------------------------------
+def test_parse_formats():
+    assert parse_formats(None) == list(FORMATS)
+    assert parse_formats(["openvino-int8,keras"]) == ["keras", "openvino-int8"]
+    with pytest.raises(UnknownFormat, match="known formats"):
+        parse_formats(["openvino"])
+
+
+def test_benchmark_app_parsing_json_and_text():
+    report = {"configuration_setup": {"number of parallel infer requests": "2"},
+              "execution_results": {"latency (ms)": "27.45", "avg latency": "28.33", "min latency": "5.21",
+                                    "throughput": "64.21", "total number of iterations": "198",
+                                    "compile model time (ms)": "323.16"}}
+    values = parse_benchmark_app(report, "")
+    assert values["median_latency_ms"] == 27.45 and values["throughput"] == 64.21 and values["requests"] == 2
+    printed = "[ INFO ] Count: 64 iterations\n[ INFO ]    Median:        39.78 ms\n[ INFO ] Throughput:   21.28 FPS"
+    values = parse_benchmark_app(None, printed)
+    assert values["median_latency_ms"] == 39.78 and values["throughput"] == 21.28 and values["iterations"] == 64
+
+
+def test_summarize_and_gate_rules():
+    s = summarize([3.0, 1.0, None, float("nan"), 2.0])
+    assert (s["median"], s["min"], s["max"], s["n"]) == (2.0, 1.0, 3.0, 3)
+    assert summarize([])["median"] is None
+    base = {"status": "ok", "ok": True, "roc_auc": 0.8, "label_agreement": 100.0, "max_abs_dp": 1e-6, "d_auc": 0.0}
+    assert evaluate_gate({**base, "format": "openvino-fp32"}, Gates())["passed"] is True
+    assert evaluate_gate({**base, "format": "openvino-fp32", "label_agreement": 99.0}, Gates())["passed"] is False
+    assert evaluate_gate({**base, "format": "onnxruntime", "d_auc": 2e-4}, Gates())["passed"] is False
+    assert evaluate_gate({**base, "format": "openvino-int8", "d_auc": 0.009, "max_abs_dp": 0.05}, Gates())["passed"]
+    assert evaluate_gate({**base, "format": "openvino-int8", "d_auc": 0.02}, Gates())["passed"] is False
+    assert evaluate_gate({**base, "format": "openvino-fp16", "d_auc": 0.02}, Gates(fp16_auc=0.05))["passed"]
+    assert evaluate_gate({**base, "format": "keras"}, Gates())["passed"] is None
+    skipped = {**base, "format": "openvino-bf16", "status": "skipped: no BF16", "ok": False}
+    assert evaluate_gate(skipped, Gates())["passed"] is None
+
+
+def test_infer_speed_smoke(bench_export, synth_data, tmp_path, capsys):
+    from emotion.benchmarks.infer_speed import main
+
+    code = main([str(bench_export), "--data", str(synth_data), "--files", "24", "--repeats", "1", "--seconds", "1",
+                 "--no-cold-start", "--json", "-q", "--out", str(tmp_path / "speed.md")])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0
+    s = doc["summary"]
+    for key in ("decode_images_per_second", "benchmark_app_throughput", "folder_images_per_second",
+                "ceiling_images_per_second", "folder_ratio", "latency_p50_ms", "benchmark_app_latency_ms",
+                "latency_ratio"):
+        assert s[key]["median"] > 0, key
+    assert s["ceiling_images_per_second"]["median"] < min(s["decode_images_per_second"]["median"],
+                                                          s["benchmark_app_throughput"]["median"])
+    assert set(doc["targets"]) == {"folder", "latency"}
+    assert (tmp_path / "speed.md").is_file() and (tmp_path / "speed.json").is_file()
