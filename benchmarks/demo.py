@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     _step("folder inference with the runtime", "emotion.runtime.cli", "--model", str(exports), str(data),
           "--output", str(out / "predictions.csv"), "--quiet")
     _step("benchmark: every format, parity gate", "emotion.benchmarks.cli", str(run), "--data", str(data),
-          "--export", str(exports), "--out", str(out / "bench"), "--repeats", "3")
+          "--export", str(exports), "--out", str(out / "bench"), "--repeats", "2", "--seconds", "1",
+          "--ba-seconds", "2")
     print(f"\ndone: everything is in {out}/ (run: {run}/, plots: {run}/plots/, models: {exports}/, "
           f"predictions: {out}/predictions.csv, benchmark: {out}/bench/)")
     return 0

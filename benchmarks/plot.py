@@ -10,6 +10,9 @@ from typing import Any
 from emotion.runtime import atomic
 
 
+_LABEL_OFFSETS = ((0, 9), (0, -16), (0, 22), (0, -29), (0, 35), (0, -42))
+
+
 def latency_auc_plot(document: dict[str, Any], path: Path) -> bool:
     """Write the PNG; False (nothing written) when no format has both figures or matplotlib is missing."""
     points = []
@@ -35,15 +38,22 @@ def latency_auc_plot(document: dict[str, Any], path: Path) -> bool:
         colour = colours[i % len(colours)]
         xerr = [[latency - low], [high - latency]] if low is not None and high is not None else None
         ax.errorbar([latency], [auc], xerr=xerr, fmt="o", color=colour, capsize=3, markersize=7)
-        ax.annotate(name, (latency, auc), textcoords="offset points", xytext=(6, 6 + 9 * (i % 3)), fontsize=9,
-                    color=colour)
+        # labels of points at the same AUC (FP32 formats agree exactly) alternate above and below, staggered
+        ax.annotate(name, (latency, auc), textcoords="offset points", xytext=_LABEL_OFFSETS[i % len(_LABEL_OFFSETS)],
+                    fontsize=9, color=colour, ha="center")
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("latency p50, batch 1 (ms, log scale; bars: min–max over rounds)")
     ax.set_ylabel("ROC AUC (validation images)")
     title = f"{document.get('model', {}).get('name', 'model')} ({Path(document.get('run', '')).name})"
     ax.set_title(f"emotion-bench: {title}", fontsize=10)
     aucs = [p[2] for p in points]
-    pad = max(0.002, (max(aucs) - min(aucs)) * 0.3)
+    pad = max(0.004, (max(aucs) - min(aucs)) * 0.5)
     ax.set_ylim(min(aucs) - pad, max(aucs) + pad)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
