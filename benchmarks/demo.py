@@ -25,15 +25,16 @@ COMMANDS = {
 }
 
 
-def _step(title: str, module: str, *args: str) -> None:
+def _step(title: str, module: str, *args: str, allowed: tuple[int, ...] = (0,)) -> int:
     command = [sys.executable, "-m", module, *args]
     shown = COMMANDS.get(module, module)
     print(f"\n== {title}: {shown} {' '.join(shlex.quote(a) for a in args)}", flush=True)
     t0 = time.perf_counter()
     result = subprocess.run(command)
-    if result.returncode not in (0,):
+    if result.returncode not in allowed:
         raise SystemExit(f"emotion-demo: step '{title}' failed with exit status {result.returncode}")
     print(f"   ({time.perf_counter() - t0:.1f} s)", flush=True)
+    return result.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,9 +58,13 @@ def main(argv: list[str] | None = None) -> int:
           "--out", str(exports))
     _step("folder inference with the runtime", "emotion.runtime.cli", "--model", str(exports), str(data),
           "--output", str(out / "predictions.csv"), "--quiet")
-    _step("benchmark: every format, parity gate", "emotion.benchmarks.cli", str(run), "--data", str(data),
+    gate = _step("benchmark: every format, parity gate", "emotion.benchmarks.cli", str(run), "--data", str(data),
           "--export", str(exports), "--out", str(out / "bench"), "--repeats", "2", "--seconds", "1",
-          "--ba-seconds", "2")
+          "--ba-seconds", "2", allowed=(0, 1))
+    if gate:
+        # The gate's verdict stands in the report; on the demo's small synthetic model and 64 validation
+        # images, INT8's AUC can move past the 0.01 limit, which the demo shows rather than hides.
+        print("   note: the parity gate flagged a variant (see the report above); the demo goes on")
     print(f"\ndone: everything is in {out}/ (run: {run}/, plots: {run}/plots/, models: {exports}/, "
           f"predictions: {out}/predictions.csv, benchmark: {out}/bench/)")
     return 0
