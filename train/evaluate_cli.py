@@ -1,5 +1,8 @@
 """``emotion-evaluate MODEL DATA_OR_RUN``: the seed's evaluation (report, AUC, confusion matrix, plots) for a
-saved model, on a run's validation split or on every image of a labelled folder."""
+saved model, on a run's validation split or on every image of a labelled folder.
+
+``emotion-evaluate --cv K DATA [--archs seed edge] [--epochs N]``: grouped K-fold cross-validation of
+architectures (trained from scratch on each fold) and of the colour-statistics baseline, on the same folds."""
 
 from __future__ import annotations
 
@@ -17,15 +20,71 @@ from .data import MANIFEST_NAME, DataError, load_dataset, load_images, read_mani
 from .model_io import ModelFileError
 
 
+USAGE = """emotion-evaluate [options] MODEL DATA
+       emotion-evaluate --cv K [--archs ARCH ...] [--epochs N] [options] DATA"""
+DEFAULT_CV_ARCHS = ("seed", "edge")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="emotion-evaluate", description=__doc__)
-    p.add_argument("model", help="a training run folder or a .keras file")
-    p.add_argument("data", help="a run folder (its validation split) or a folder with Negative/ and Positive/")
-    p.add_argument("--out", help="folder for the report and plots (default: <model folder>/evaluation); replaced")
+    from . import models
+
+    p = argparse.ArgumentParser(prog="emotion-evaluate", usage=USAGE, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=f"architectures: {models.known()}")
+    p.add_argument("model", nargs="?", help="a training run folder or a .keras file (not with --cv)")
+    p.add_argument("data", nargs="?", help="a run folder (its validation split) or a folder with Negative/ and "
+                   "Positive/; with --cv, the data folder (groups from its labels.csv, if any)")
+    p.add_argument("--out", help="folder for the report and plots (default: <model folder>/evaluation); replaced. "
+                   "With --cv: a file for the JSON results")
     p.add_argument("--threshold", type=float, help="decision threshold (default: the one stored in the model)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    cv = p.add_argument_group("cross-validation")
+    cv.add_argument("--cv", type=int, metavar="K", help="grouped K-fold cross-validation of --archs on DATA")
+    cv.add_argument("--archs", nargs="+", metavar="ARCH",
+                    help=f"architectures to cross-validate (default: {' '.join(DEFAULT_CV_ARCHS)}); the colour "
+                    "baseline always runs")
+    cv.add_argument("--epochs", type=int, help="maximum epochs per fold (default: each architecture's recipe)")
+    cv.add_argument("--seed", type=int, help="fold and training seed (default 21)")
     return p
+
+
+def _cv_main(args, parser: argparse.ArgumentParser) -> int:
+    """``--cv K DATA``: cross-validation; the table (or JSON) on stdout, progress on stderr."""
+    from emotion.runtime.console import UsageError
+
+    from . import models
+    from .cv import CVConfig, run_cv, table
+    from .data import DEFAULT_SEED
+
+    if args.data is not None:
+        raise UsageError("--cv takes one folder, DATA (no MODEL): emotion-evaluate --cv K DATA")
+    if args.model is None:
+        raise UsageError("--cv needs the data folder: emotion-evaluate --cv K DATA")
+    if args.threshold is not None:
+        raise UsageError("--threshold does not apply to --cv (each fold sets its threshold on its inner validation)")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    archs = tuple(args.archs) if args.archs else DEFAULT_CV_ARCHS
+    for arch in archs:
+        models.get(arch)  # unknown names list the known ones
+    data = Path(args.model)
+    out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise UsageError(f"--out {out} is a folder; with --cv, --out names a file for the JSON results")
+    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    result = run_cv(CVConfig(data=data, k=args.cv, archs=archs, epochs=args.epochs,
+                             seed=DEFAULT_SEED if args.seed is None else args.seed), log=log)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(out, json.dumps(result, indent=2))
+    if args.json:
+        print_json({k: v for k, v in result.items() if k != "predictions"})
+    else:
+        print(table(result))
+        if out is not None:
+            print(f"wrote {out}")
+    return 0
 
 
 def samples_for(data: Path):
@@ -42,7 +101,14 @@ def samples_for(data: Path):
 
 @guard(DataError, ModelFileError, ValueError)
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.cv is not None:
+        return _cv_main(args, parser)
+    if args.archs is not None or args.epochs is not None or args.seed is not None:
+        parser.error("--archs, --epochs and --seed go with --cv K")
+    if args.model is None or args.data is None:
+        parser.error("give MODEL and DATA (or --cv K DATA for cross-validation)")
     model_path, data = Path(args.model), Path(args.data)
     if not data.exists():
         raise DataError(f"{data} does not exist; give a run folder or a folder with Negative/ and Positive/")

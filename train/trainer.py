@@ -43,6 +43,7 @@ class TrainConfig:
     class_weight: str | None = None
     threshold: str | None = None
     early_stopping: int | None = None
+    early_stopping_start: int | None = None
     lr_schedule: str | None = None
     force: bool = False
     verbose: int = 1
@@ -59,6 +60,8 @@ class TrainConfig:
             self.image_size = arch.default_input_size
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("--epochs and --batch-size must be at least 1")
+        if self.early_stopping < 0 or self.early_stopping_start < 0:
+            raise ValueError("--early-stopping patience and its warm-up must be 0 or more")
         if self.class_weight not in ("none", "balanced"):
             raise ValueError(f"--class-weight must be none or balanced, got {self.class_weight!r}")
         if self.threshold not in ("fixed", "balanced"):
@@ -111,7 +114,8 @@ def _callbacks(cfg: TrainConfig, steps: int):
     if cfg.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_auc", mode="max", patience=cfg.early_stopping, restore_best_weights=True, verbose=1
+                monitor="val_auc", mode="max", patience=cfg.early_stopping, restore_best_weights=True,
+                start_from_epoch=min(cfg.early_stopping_start, cfg.epochs - 1), verbose=1 if cfg.verbose else 0,
             )
         )
     return timer, callbacks
@@ -134,11 +138,51 @@ def versions() -> dict[str, str]:
             "numpy": np.__version__}
 
 
-def train(cfg: TrainConfig, log=print) -> dict:
-    """Train, evaluate on the validation split and write the run folder atomically. Returns metrics."""
+@dataclass
+class Fitted:
+    """A trained model, its history, and its P(Positive) and chosen threshold on the validation images."""
+
+    model: object
+    history: dict
+    probability: np.ndarray
+    threshold: float
+    epoch_seconds: list
+
+
+def fit(cfg: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Fitted:
+    """Build ``cfg.arch`` and train it on uint8 arrays with the resolved recipe; validation drives early stopping
+    and the threshold. Shared by :func:`train` (one split, a run folder) and cross-validation (no files)."""
     cfg.resolve()
     import keras
 
+    keras.utils.set_random_seed(cfg.seed)
+    model = models.build(cfg.arch, tuple(cfg.image_size))
+    steps = int(np.ceil(len(x_train) / cfg.batch_size))
+    model.compile(
+        optimizer=_optimizer(cfg, steps),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+    )
+    train_ds, val_ds = _datasets(x_train, y_train, x_val, y_val, cfg)
+    timer, callbacks = _callbacks(cfg, steps)
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=cfg.epochs,
+        class_weight=_class_weight(y_train, cfg.class_weight),
+        callbacks=callbacks,
+        shuffle=False,  # tf.data shuffles already
+        verbose=(1 if sys.stderr.isatty() else 2) if cfg.verbose else 0,
+    )
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    probability = predict_proba(model, x_val, cfg.batch_size)
+    threshold = metrics_mod.best_threshold(y_val, probability) if cfg.threshold == "balanced" else 0.5
+    return Fitted(model, hist, probability, threshold, list(timer.seconds))
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Train, evaluate on the validation split and write the run folder atomically. Returns metrics."""
+    cfg.resolve()
     dataset = data_mod.load_dataset(cfg.data)
     spec = PreprocessSpec(cfg.image_size[0], cfg.image_size[1], DEFAULT_RESIZE_FILTER)
     t0 = time.perf_counter()
@@ -161,31 +205,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
     del images
 
     with atomic.atomic_directory(cfg.out, force=cfg.force) as run:
-        keras.utils.set_random_seed(cfg.seed)
-        model = models.build(cfg.arch, tuple(cfg.image_size))
-        steps = int(np.ceil(len(x_train) / cfg.batch_size))
-        model.compile(
-            optimizer=_optimizer(cfg, steps),
-            loss=keras.losses.BinaryCrossentropy(),
-            metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
-        )
-        train_ds, val_ds = _datasets(x_train, y_train, x_val, y_val, cfg)
-        timer, callbacks = _callbacks(cfg, steps)
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=cfg.epochs,
-            class_weight=_class_weight(y_train, cfg.class_weight),
-            callbacks=callbacks,
-            shuffle=False,  # tf.data shuffles already
-            verbose=(1 if sys.stderr.isatty() else 2) if cfg.verbose else 0,
-        )
-        hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-        probability = predict_proba(model, x_val, cfg.batch_size)
-        threshold = metrics_mod.best_threshold(y_val, probability) if cfg.threshold == "balanced" else 0.5
+        fitted = fit(cfg, x_train, y_train, x_val, y_val)
+        model, hist, probability, threshold = fitted.model, fitted.history, fitted.probability, fitted.threshold
         val_metrics = metrics_mod.classification_metrics(y_val, probability, threshold, split.labels)
         at_half = metrics_mod.classification_metrics(y_val, probability, 0.5, split.labels)
-        epoch_seconds = timer.seconds
+        epoch_seconds = fitted.epoch_seconds
         timing = {
             "decode_seconds": round(decode_seconds, 3),
             "decode_images_per_second": round((len(x_train) + len(x_val)) / max(decode_seconds, 1e-9), 1),
