@@ -15,7 +15,7 @@ def edge_model():
 
 def test_edge_is_registered_with_its_recipe():
     arch = models.get("edge")
-    assert arch.default_input_size == (128, 160)
+    assert arch.default_input_size == (64, 80)
     r = arch.recipe
     assert (r.class_weight, r.threshold, r.lr_schedule) == ("balanced", "balanced", "cosine")
     assert r.early_stopping > 0 and r.epochs >= 20 and 0 < r.early_stopping_start < r.epochs
@@ -23,11 +23,11 @@ def test_edge_is_registered_with_its_recipe():
 
 def test_edge_is_small_and_cheap(edge_model):
     seed = models.build("seed")
-    assert edge_model.input_shape == (None, 128, 160, 3) and edge_model.output_shape == (None, 1)
+    assert edge_model.input_shape == (None, 64, 80, 3) and edge_model.output_shape == (None, 1)
     assert edge_model.count_params() < 1_000
     assert models.count_flops(seed) == pytest.approx(1.23e9, rel=0.01)
     assert models.count_flops(edge_model) * 100 < models.count_flops(seed)
-    with_texture = models.build_edge(texture=True)
+    with_texture = models.build_edge((128, 160), texture=True)
     assert with_texture.count_params() < 50_000 and models.count_flops(with_texture) * 50 < models.count_flops(seed)
 
 
@@ -83,7 +83,7 @@ def test_edge_trains_and_reloads_with_the_same_predictions(synth_data, tmp_path)
     from emotion.train.trainer import TrainConfig, fit
 
     dataset = load_dataset(synth_data)
-    images, y, _ = load_images(dataset.samples, PreprocessSpec(128, 160))
+    images, y, _ = load_images(dataset.samples, PreprocessSpec(64, 80))
     order = np.random.default_rng(0).permutation(len(y))
     tr, val = order[:60], order[60:]
     cfg = TrainConfig(data=synth_data, out=tmp_path / "unused", arch="edge", epochs=2, verbose=0)
@@ -93,7 +93,7 @@ def test_edge_trains_and_reloads_with_the_same_predictions(synth_data, tmp_path)
     probability = predict_proba(fitted.model, images[val])
     assert probability.shape == (len(val),) and np.all((probability >= 0) & (probability <= 1))
     path = save_model(fitted.model, tmp_path / "edge.keras",
-                      ModelInfo(threshold=fitted.threshold, input_height=128, input_width=160, architecture="edge"))
+                      ModelInfo(threshold=fitted.threshold, input_height=64, input_width=80, architecture="edge"))
     loaded, info = load_model(path)
-    assert info.architecture == "edge" and (info.input_height, info.input_width) == (128, 160)
+    assert info.architecture == "edge" and (info.input_height, info.input_width) == (64, 80)
     np.testing.assert_allclose(predict_proba(loaded, images[val]), probability, rtol=1e-5, atol=1e-6)

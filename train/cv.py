@@ -89,7 +89,7 @@ def grouped_folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int = DEFAULT
     """K (train, test) index pairs; each group lies wholly in one test fold; classes stratified."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    check_k(k, y, groups)
+    check_k(k, y, groups)  # (the default class names: run_cv checks first, with the dataset's own)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     return [(np.sort(tr), np.sort(te)) for tr, te in splitter.split(np.zeros(len(y)), y, groups)]
 
@@ -173,6 +173,7 @@ def run_cv(cfg: CVConfig, log=print) -> dict:
     for arch in cfg.archs:
         models.get(arch)  # unknown names fail before any work
     dataset = load_dataset(cfg.data)
+    check_k(cfg.k, dataset.y, read_groups(dataset)[0], dataset.labels)  # before any decoding
     from .features import FEATURE_SIZE, ColourLogReg, feature_matrix
 
     # Decoding at the small baseline size first finds undecodable files, which are left out before folding.
