@@ -15,6 +15,8 @@ Only numpy and openvino are imported here; onnxruntime only when that backend is
 
 from __future__ import annotations
 
+import abc
+
 import os
 import queue
 import threading
@@ -160,7 +162,7 @@ def _sniff_model_file(path: Path) -> None:
             raise ModelLoadError(f"{path}: not an ONNX model file")
 
 
-class Backend:
+class Backend(abc.ABC):
     """What :class:`~emotion.runtime.classifier.EmotionClassifier` needs of an inference engine."""
 
     name = "?"
@@ -192,14 +194,16 @@ class Backend:
         """P(Positive) for one checked uint8 (H, W, 3) image, on the low-latency path."""
         return float(self.infer(image[None])[0])
 
+    @abc.abstractmethod
     def submit(self, image: np.ndarray) -> "Future[float]":
-        raise NotImplementedError
+        """Start one inference without blocking; the future gives P(Positive)."""
 
     def close(self) -> None:
         pass
 
+    @abc.abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """P(Positive) for a batch the model accepts as it is."""
 
     def describe(self) -> dict[str, Any]:
         return {

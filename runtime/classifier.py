@@ -289,14 +289,8 @@ class EmotionClassifier:
         return job
 
     def _after_decode(self, job: _Job, path: Any, done: Future) -> None:
-        if done.cancelled():
-            job.settle(Prediction(None, None, path, _CANCELLED))
-            return
-        exc = done.exception()
-        if exc is not None:
-            job.settle(Prediction(None, None, path, _reason(exc)))
-            return
-        self._infer_job(job, path, done.result())
+        if not _settled_by_failure(job, path, done):
+            self._infer_job(job, path, done.result())
 
     def _infer_job(self, job: _Job, path: Any, array: np.ndarray) -> None:
         try:
@@ -307,12 +301,7 @@ class EmotionClassifier:
         job.infer.add_done_callback(lambda done: self._after_infer(job, path, done))
 
     def _after_infer(self, job: _Job, path: Any, done: Future) -> None:
-        if done.cancelled():  # the classifier was closed while this item waited
-            job.settle(Prediction(None, None, path, _CANCELLED))
-            return
-        exc = done.exception()
-        if exc is not None:
-            job.settle(Prediction(None, None, path, _reason(exc)))
+        if _settled_by_failure(job, path, done):
             return
         probability = done.result()
         job.settle(Prediction(self.info.label_for(probability), probability, path))
@@ -338,6 +327,18 @@ class EmotionClassifier:
 
 
 _CANCELLED = "cancelled: the classifier was closed"
+
+
+def _settled_by_failure(job: _Job, path: Any, done: Future) -> bool:
+    """Settle ``job`` with an error Prediction when a step was cancelled (classifier closed) or failed."""
+    if done.cancelled():
+        job.settle(Prediction(None, None, path, _CANCELLED))
+        return True
+    exc = done.exception()
+    if exc is not None:
+        job.settle(Prediction(None, None, path, _reason(exc)))
+        return True
+    return False
 
 
 def _reason(exc: BaseException) -> str:
