@@ -462,3 +462,26 @@ def test_cli_parity_failure_exits_1_after_writing_the_report(tiny_run, tmp_path,
     report = json.loads((out / "export_report.json").read_text())
     assert report["ok"] is False and report["verification"]["problems"]
     assert (out / "emotion" / "1" / "model.xml").is_file()
+
+
+def test_edge_int8_keeps_its_statistics_and_head_in_float(synth_data, tmp_path):
+    """edge's INT8: NNCF's fake-quantize nodes stay out of the colour statistics and everything after them (the
+    per-tensor 8-bit scale cannot hold the heavy-tailed statistics); the rest is quantized and stays close to FP32."""
+    import openvino as ov
+
+    from emotion.export import export_model
+    from emotion.export.quantize import FLOAT_LAYER
+    from emotion.train.trainer import TrainConfig, train
+
+    run = tmp_path / "edge-run"
+    train(TrainConfig(data=synth_data, out=run, arch="edge", epochs=3, verbose=0), log=lambda msg: None)
+    report = export_model(run, tmp_path / "out", progress=False)
+    model = ov.Core().read_model(_ir(tmp_path / "out", "int8"))
+    fake_quantize = [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
+    assert fake_quantize  # the image input is still quantized
+    after_statistics = False
+    for op in model.get_ordered_ops():  # topological order: nothing after the statistics may be quantized
+        after_statistics = after_statistics or FLOAT_LAYER in op.get_friendly_name()
+        assert not (after_statistics and op.get_type_name() == "FakeQuantize"), op.get_friendly_name()
+    rows = {r.variant: r for r in report.verification.rows}
+    assert report.verification.parity_ok and rows["ir-int8"].max_abs_diff < 0.05

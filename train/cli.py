@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="decision threshold: 0.5, or the one maximising balanced accuracy on validation")
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better validation AUC, keep the best (0 = off)")
+    p.add_argument("--early-stopping-start", type=int, metavar="EPOCHS",
+                   help="warm-up: epochs before early stopping watches (and may keep) any weights")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], help="learning-rate schedule")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             data=Path(args.data), out=out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
             image_size=image_size, seed=args.seed, validation_fraction=args.validation_fraction,
             learning_rate=args.learning_rate, class_weight=args.class_weight, threshold=args.threshold,
-            early_stopping=args.early_stopping, lr_schedule=args.lr_schedule, force=args.force,
+            early_stopping=args.early_stopping,
+            early_stopping_start=args.early_stopping_start, lr_schedule=args.lr_schedule, force=args.force,
             verbose=0 if args.quiet else 1,
         ),
         log=lambda msg: print(msg, file=sys.stderr if args.quiet else sys.stdout),
