@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from emotion.runtime.metadata import OUTPUT_PROBABILITY
+from emotion.train.models import COLOUR_STATISTICS_NAME as FLOAT_LAYER  # edge's weight-free statistics layer
 
 from .common import ExportError
 from .data import ImageSet
@@ -48,9 +49,6 @@ def roc_auc(compiled_model: Any, items: Any) -> tuple[float, None]:
     if len(set(labels)) < 2:
         raise ValueError("ROC AUC needs both classes")  # tells NNCF to rank layers by output changes instead
     return float(roc_auc_score(labels, probabilities)), None
-
-
-FLOAT_LAYER = "colour_statistics"  # the edge model's weight-free statistics layer (emotion.train.models)
 
 
 def _float_scope(nncf: Any, model: Any) -> Any:

@@ -66,6 +66,8 @@ def build_seed(input_size: tuple[int, int] = (400, 500)) -> "keras.Model":
 # (height, width): the seed's 4:5 aspect at 1/6.25 the side. Global statistics need few pixels, and a small input
 # also makes the runtime's JPEG decode cheaper (reduced-scale DCT decoding).
 EDGE_INPUT_SIZE = (64, 80)
+# The statistics layer's name in edge models: export keeps every operation from it on in float under INT8.
+COLOUR_STATISTICS_NAME = "colour_statistics"
 
 _COLOUR_STATISTICS = None
 
@@ -209,7 +211,7 @@ def build_edge(
     small = layers.AveragePooling2D(colour_pool, name="colour_downsample")(image) if colour_pool > 1 else image
     features = []
     if colour in ("stats", "both"):
-        features.append(colour_statistics_layer()(name="colour_statistics")(small))
+        features.append(colour_statistics_layer()(name=COLOUR_STATISTICS_NAME)(small))
     if colour in ("mlp", "both"):
         c = layers.Rescaling(2.0, offset=-1.0, name="colour_centre")(small)
         c = conv_bn_relu(c, colour_units, 1, 1, "colour1")
