@@ -57,9 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             data=Path(args.data), out=out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
             image_size=image_size, seed=args.seed, validation_fraction=args.validation_fraction,
             learning_rate=args.learning_rate, class_weight=args.class_weight, threshold=args.threshold,
-            early_stopping=args.early_stopping,
-            early_stopping_start=args.early_stopping_start, lr_schedule=args.lr_schedule, force=args.force,
-            verbose=0 if args.quiet else 1,
+            early_stopping=args.early_stopping, early_stopping_start=args.early_stopping_start,
+            lr_schedule=args.lr_schedule, force=args.force, verbose=0 if args.quiet else 1,
         ),
         log=lambda msg: print(msg, file=sys.stderr if args.quiet else sys.stdout),
     )
