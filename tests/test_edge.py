@@ -32,7 +32,7 @@ def test_edge_is_small_and_cheap(edge_model):
 
 
 ALLOWED = {"InputLayer", "Rescaling", "AveragePooling2D", "Conv2D", "DepthwiseConv2D", "BatchNormalization",
-           "ReLU", "GlobalAveragePooling2D", "Concatenate", "Dropout", "Dense", "ColourStatistics"}
+           "ReLU", "GlobalAveragePooling2D", "Concatenate", "Dropout", "Dense", "ColourStatistics", "Cropping2D"}
 
 
 @pytest.mark.parametrize("options", [{}, {"texture": True}, {"texture": True, "texture_input": "luma", "colour": "both"}])
@@ -72,6 +72,24 @@ def test_colour_statistics_match_the_baseline_features():
     assert (again.hue_bins, again.tone_bins) == (6, 5)
     grey = np.full((1, 8, 8, 3), 128, np.uint8)
     np.testing.assert_allclose(np.asarray(layer(scale(grey)))[0, 12:18], 0.0, atol=1e-6)  # grey has no hue
+
+
+def test_edge_describes_the_whole_picture_and_its_centre(edge_model):
+    """Two statistics layers: one on the whole pooled image, one on its centre half (a quarter of the area), so a
+    picture whose subject differs from its surroundings gets two different descriptions."""
+    from emotion.runtime.preprocess import scale
+
+    stats = [layer for layer in edge_model.layers if layer.__class__.__name__ == "ColourStatistics"]
+    assert [layer.name for layer in stats] == [models.COLOUR_STATISTICS_NAME, f"centre_{models.COLOUR_STATISTICS_NAME}"]
+    assert stats[1].input.shape[1:3] == (16, 20) and stats[0].input.shape[1:3] == (32, 40)
+    image = np.zeros((1, 64, 80, 3), np.uint8)
+    image[:, 16:48, 20:60] = (200, 40, 40)  # a red centre on black: the centre's mean red is 200/255, the whole's 50
+    import keras
+
+    probe = keras.Model(edge_model.input, [layer.output for layer in stats])
+    whole, centre = (np.asarray(out)[0] for out in probe(scale(image)))
+    assert centre[0] == pytest.approx(200 / 255, abs=1e-5) and whole[0] == pytest.approx(50 / 255, abs=1e-5)
+    assert models.build_edge(centre=False).count_params() == 201 and edge_model.count_params() == 401
 
 
 def test_edge_trains_and_reloads_with_the_same_predictions(synth_data, tmp_path):

@@ -66,7 +66,8 @@ def build_seed(input_size: tuple[int, int] = (400, 500)) -> "keras.Model":
 # (height, width): the seed's 4:5 aspect at 1/6.25 the side. Global statistics need few pixels, and a small input
 # also makes the runtime's JPEG decode cheaper (reduced-scale DCT decoding).
 EDGE_INPUT_SIZE = (64, 80)
-# The statistics layer's name in edge models: export keeps every operation from it on in float under INT8.
+# The statistics layer's name in edge models (the centre's is "centre_" + it): export keeps every operation from
+# any layer whose name contains it in float under INT8.
 COLOUR_STATISTICS_NAME = "colour_statistics"
 
 _COLOUR_STATISTICS = None
@@ -152,6 +153,7 @@ def build_edge(
     input_size: tuple[int, int] = EDGE_INPUT_SIZE,
     colour: str = "stats",
     colour_pool: int = 2,
+    centre: bool = True,
     colour_units: int = 32,
     texture: bool = False,
     texture_input: str = "rgb",
@@ -164,8 +166,9 @@ def build_edge(
     bn_momentum: float = 0.9,
     name: str = "edge",
 ) -> "keras.Model":
-    """A CPU-first classifier for a few hundred photos, from scratch: global colour and tone statistics computed
-    in the graph, a BatchNorm, dropout and one L2-regularised sigmoid unit (201 weights by default).
+    """A CPU-first classifier for a few hundred photos, from scratch: colour and tone statistics of the whole
+    picture and of its centre, computed in the graph, a BatchNorm, dropout and one L2-regularised sigmoid unit
+    (401 weights by default).
 
     Why so small: on real photos of unseen subjects (grouped cross-validation on oasis-dev), what generalises is
     the overall colour and tone of a picture; every convolutional texture branch tried learned subject-specific
@@ -177,6 +180,9 @@ def build_edge(
       saturation-weighted hue histogram; value and saturation histograms) with ``colour="stats"``; ``"mlp"``
       learns a colour histogram instead (two per-pixel 1x1 convolutions + BatchNorm + ReLU, then global average
       pooling), ``"both"`` concatenates the two.
+    - **Centre** (``centre=True``, the default): the same statistics again on the centre half of the pooled image
+      (a quarter of its area; ``Cropping2D``), where the subject of a photo usually sits. Beside the whole
+      picture it added 0.02-0.04 grouped-CV AUC on three fold seeds; grids and horizontal bands did not.
     - **Texture branch** (``texture=True``, off by default): a strided 3x3 convolution then depthwise-separable
       blocks (3x3 depthwise + 1x1 pointwise, BatchNorm + ReLU, stride 2) on RGB or on luma
       (``texture_input="luma"``), global average pooling instead of Flatten-Dense, dropout.
@@ -211,7 +217,12 @@ def build_edge(
     small = layers.AveragePooling2D(colour_pool, name="colour_downsample")(image) if colour_pool > 1 else image
     features = []
     if colour in ("stats", "both"):
-        features.append(colour_statistics_layer()(name=COLOUR_STATISTICS_NAME)(small))
+        statistics = colour_statistics_layer()
+        features.append(statistics(name=COLOUR_STATISTICS_NAME)(small))
+        if centre:
+            rows, cols = small.shape[1] // 4, small.shape[2] // 4
+            middle = layers.Cropping2D(((rows, rows), (cols, cols)), name="centre_crop")(small)
+            features.append(statistics(name=f"centre_{COLOUR_STATISTICS_NAME}")(middle))
     if colour in ("mlp", "both"):
         c = layers.Rescaling(2.0, offset=-1.0, name="colour_centre")(small)
         c = conv_bn_relu(c, colour_units, 1, 1, "colour1")
@@ -245,7 +256,8 @@ REGISTRY: dict[str, Architecture] = {
     "seed": Architecture("seed", build_seed, "the seed tutorial's VGG-style baseline (faithful default)"),
     "edge": Architecture(
         "edge", build_edge,
-        "CPU-first, from scratch: in-graph global colour/tone statistics + BatchNorm + L2 sigmoid head, 64x80",
+        "CPU-first, from scratch: in-graph colour/tone statistics of the picture and its centre + BatchNorm + "
+        "L2 sigmoid head, 64x80",
         default_input_size=EDGE_INPUT_SIZE,
         recipe=Recipe(epochs=40, batch_size=32, learning_rate=2e-3, class_weight="balanced", threshold="balanced",
                       early_stopping=10, early_stopping_start=10, lr_schedule="cosine"),
