@@ -89,7 +89,12 @@ def test_edge_describes_the_whole_picture_and_its_centre(edge_model):
     probe = keras.Model(edge_model.input, [layer.output for layer in stats])
     whole, centre = (np.asarray(out)[0] for out in probe(scale(image)))
     assert centre[0] == pytest.approx(200 / 255, abs=1e-5) and whole[0] == pytest.approx(50 / 255, abs=1e-5)
-    assert models.build_edge(centre=False).count_params() == 201 and edge_model.count_params() == 401
+    assert edge_model.count_params() == 401
+    whole = models.build("edge-whole")
+    assert whole.count_params() == 201 and whole.input_shape == edge_model.input_shape
+    assert [layer.name for layer in whole.layers if layer.__class__.__name__ == "ColourStatistics"] == [
+        models.COLOUR_STATISTICS_NAME]
+    assert models.get("edge-whole").recipe == models.get("edge").recipe
 
 
 def test_edge_trains_and_reloads_with_the_same_predictions(synth_data, tmp_path):
