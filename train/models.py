@@ -181,8 +181,9 @@ def build_edge(
       learns a colour histogram instead (two per-pixel 1x1 convolutions + BatchNorm + ReLU, then global average
       pooling), ``"both"`` concatenates the two.
     - **Centre** (``centre=True``, the default): the same statistics again on the centre half of the pooled image
-      (a quarter of its area; ``Cropping2D``), where the subject of a photo usually sits. Beside the whole
-      picture it added 0.02-0.04 grouped-CV AUC on three fold seeds; grids and horizontal bands did not.
+      (a quarter of its area; ``Cropping2D``), where the subject of a curated photo usually sits. Beside the whole
+      picture it added 0.02-0.04 grouped-CV AUC on each of five fold seeds; grids, bands, a border ring and a
+      centre quarter did not (``edge-whole`` in the registry is this builder with ``centre=False``).
     - **Texture branch** (``texture=True``, off by default): a strided 3x3 convolution then depthwise-separable
       blocks (3x3 depthwise + 1x1 pointwise, BatchNorm + ReLU, stride 2) on RGB or on luma
       (``texture_input="luma"``), global average pooling instead of Flatten-Dense, dropout.
