@@ -77,6 +77,8 @@ def test_colour_statistics_match_the_baseline_features():
 def test_edge_describes_the_whole_picture_and_its_centre(edge_model):
     """Two statistics layers: one on the whole pooled image, one on its centre half (a quarter of the area), so a
     picture whose subject differs from its surroundings gets two different descriptions."""
+    import keras
+
     from emotion.runtime.preprocess import scale
 
     stats = [layer for layer in edge_model.layers if layer.__class__.__name__ == "ColourStatistics"]
@@ -84,8 +86,6 @@ def test_edge_describes_the_whole_picture_and_its_centre(edge_model):
     assert stats[1].input.shape[1:3] == (16, 20) and stats[0].input.shape[1:3] == (32, 40)
     image = np.zeros((1, 64, 80, 3), np.uint8)
     image[:, 16:48, 20:60] = (200, 40, 40)  # a red centre on black: the centre's mean red is 200/255, the whole's 50
-    import keras
-
     probe = keras.Model(edge_model.input, [layer.output for layer in stats])
     whole, centre = (np.asarray(out)[0] for out in probe(scale(image)))
     assert centre[0] == pytest.approx(200 / 255, abs=1e-5) and whole[0] == pytest.approx(50 / 255, abs=1e-5)
