@@ -210,7 +210,7 @@ class RuntimeRunner:
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Batch-1 predictions on the low-latency path, one image at a time: what ``predict`` gives a user."""
         clf = self.latency_clf
-        return np.array([clf.predict_probability(np.ascontiguousarray(images[i])) for i in range(len(images))],
+        return np.array([clf.predict(np.ascontiguousarray(images[i])).probability for i in range(len(images))],
                         dtype=np.float64)
 
     def latency(self, images: np.ndarray, seconds: float, warmup: int) -> list[float]:
@@ -223,7 +223,7 @@ class RuntimeRunner:
         n = len(images)
         arrays = [np.ascontiguousarray(images[i]) for i in range(n)]
         clf = self.throughput_clf
-        parallelism = clf.backend.parallelism
+        parallelism = clf.workers
         result = throughput_loop(lambda i: clf.submit(arrays[i % n]), seconds, window=2 * parallelism,
                                  warmup=2 * parallelism)
         result["requests"] = parallelism

@@ -117,7 +117,7 @@ def submit_rate(clf, arrays: list[np.ndarray], seconds: float) -> dict[str, floa
 
     cpu = cpu_seconds()
     result = throughput_loop(lambda i: clf.submit(arrays[i % len(arrays)]), seconds,
-                             window=2 * clf.backend.parallelism, warmup=clf.backend.parallelism)
+                             window=2 * clf.workers, warmup=clf.workers)
     result["cpu_ms_per_image"] = (cpu_seconds() - cpu) * 1000.0 / max(1, result["images"])
     return result
 
@@ -130,14 +130,14 @@ def benchmark_app_cpu(xml: Path, shape: list[int], hint: str, precision: str, se
     return result
 
 
-def folder_rate(clf, folder: Path, workers: int | None) -> dict[str, Any]:
+def folder_rate(clf, folder: Path) -> dict[str, Any]:
     """``predict_many(discover(folder))``, as ``emotion-infer FOLDER`` runs it: images/s from start to the end."""
     from emotion.runtime.files import discover
 
     cpu = cpu_seconds()
     started = time.perf_counter()
     ok = errors = 0
-    for prediction in clf.predict_many(discover([folder]), workers=workers):
+    for prediction in clf.predict_many(discover([folder])):
         if prediction.ok:
             ok += 1
         else:
@@ -164,7 +164,7 @@ def _keras_source(export: Path, explicit: str | None) -> Path | None:
 def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from emotion.runtime.backends import ModelLoadError
+    from emotion.runtime import ModelLoadError
     from emotion.runtime.classifier import EmotionClassifier
     from emotion.runtime.locate import resolve_model
 
@@ -197,13 +197,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             folder = scratch / "photos"
             files = make_folder(sources, args.files, folder)
             common = dict(precision=args.precision, cache_dir=None)
-            thr = EmotionClassifier.load(xml, mode="throughput", **common)
+            thr = EmotionClassifier.load(xml, mode="throughput", workers=args.workers, **common)
             lat = EmotionClassifier.load(xml, mode="latency", **common)
             spec = thr.spec
             shape = [1, spec.height, spec.width, 3]
             arrays = [np.array(thr.preprocess(f)) for f in sources[:16]]
             # warm-up: every path once (page cache, thread pools, requests)
-            folder_rate(thr, folder if len(files) <= 256 else _subfolder(files[:256], scratch / "warm"), args.workers)
+            folder_rate(thr, folder if len(files) <= 256 else _subfolder(files[:256], scratch / "warm"))
             latency_loop(lambda i: lat.predict(arrays[i % len(arrays)]), 0.5, warmup=5)
             # benchmark_app's start-up CPU (Python, read, compile) and a second of inference: subtracted from the
             # rounds' runs to estimate its CPU cost per inferred image
@@ -220,7 +220,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                     if step == "decode":
                         result["decode"] = decode_rate(files, spec, workers)
                     elif step == "folder":
-                        result["folder"] = folder_rate(thr, folder, args.workers)
+                        result["folder"] = folder_rate(thr, folder)
                     elif step == "submit":
                         result["submit"] = submit_rate(thr, arrays, args.seconds)
                     elif step == "latency":

@@ -98,7 +98,7 @@ class ServerProcess:
 
     def __init__(self, model: str, extra: list[str]) -> None:
         command = [
-            sys.executable, "-m", "emotion.runtime.server", "--model", model, "--port", "0",
+            sys.executable, "-m", "emotion.runtime.serve", "--model", model, "--port", "0",
             "--no-access-log", "--log-level", "warning", *extra,
         ]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="POST /predict (multipart) or KServe BYTES (binary extension) (default: predict)")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="time limit per level (default: 120)")
     parser.add_argument("--baseline-images", type=int, default=256, help="images for the in-process baseline (default: 256)")
-    parser.add_argument("--server-args", default="", help="extra emotion-serve arguments, e.g. '--max-pending 256'")
+    parser.add_argument("--server-args", default="", help="extra emotion-serve arguments, e.g. '--max-megapixels 512'")
     parser.add_argument("--client", choices=("auto", "aiohttp", "httpx"), default="auto",
                         help="HTTP client library (default: aiohttp when installed, it loads the CPU less; else httpx)")
     parser.add_argument("--out", required=True, help="output path prefix: writes OUT.json and OUT.md")

@@ -163,11 +163,12 @@ def prepare(config: BenchConfig) -> Prepared:
             raise BenchError(f"export {export} does not exist; make one with `emotion-export RUN --out DIR`")
         if not export.is_dir():
             raise BenchError(f"export {export} is not a folder (give the folder emotion-export wrote)")
-        from emotion.runtime.locate import is_export, is_repository
+        from emotion.runtime import ModelLoadError, resolve_model
 
-        if not (is_export(export) or is_repository(export)):
-            raise BenchError(f"{export} is not an export folder (no export_report.json and no <name>/<version>/ "
-                             "model inside); make one with `emotion-export RUN --out DIR`")
+        try:
+            resolve_model(export)
+        except ModelLoadError as exc:
+            raise BenchError(f"{exc}; make an export with `emotion-export RUN --out DIR`") from None
     return Prepared(keras_file, run_dir, info, data, samples, source, export, formats, notes)
 
 

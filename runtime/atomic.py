@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-creation mask (read without changing it for long)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -18,16 +19,18 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds."""
+    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds.
+
+    Text mode writes file names that are not valid UTF-8 back as the bytes they were (``surrogateescape``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the file the permissions open() would
     binary = "b" in mode
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
     try:
-        # surrogateescape: file names that are not valid UTF-8 are written back as the bytes they were
-        errors = None if binary else "surrogateescape"
-        with os.fdopen(fd, mode, encoding=None if binary else encoding, errors=errors) as handle:
+        with os.fdopen(fd, mode, encoding=None if binary else encoding,
+                       errors=None if binary else "surrogateescape") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -52,15 +55,16 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Build a folder in a temporary sibling and move it to ``path`` when the block succeeds.
 
-    An existing ``path`` is refused unless ``force``; with ``force`` it is replaced only after the new
-    folder is complete, so an interrupted run leaves the old one intact.
+    Raises:
+        FileExistsError: ``path`` exists and ``force`` is false. With ``force`` it is replaced only once the new
+            folder is complete, so an interrupted run leaves the old one intact.
     """
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} already exists; choose another folder or pass --force to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    os.chmod(tmp, 0o777 & ~umask())
     try:
         yield tmp
         if path.exists():

@@ -1,38 +1,36 @@
 """``EmotionClassifier``: load an exported model and classify images with it.
 
->>> clf = EmotionClassifier.load("exports/run1")          # doctest: +SKIP
->>> clf.predict("photo.jpg")                                # doctest: +SKIP
-Prediction(label='Positive', probability=0.93, path='photo.jpg', error=None)
+One concurrency mechanism serves every path: a pool of worker threads that decode with the shared preprocessing
+and infer on their own request (both release the GIL). :meth:`~EmotionClassifier.predict` runs in the caller's
+thread, :meth:`~EmotionClassifier.submit` gives one image to the pool, and
+:meth:`~EmotionClassifier.predict_many` keeps the pool busy with a bounded window of images, in input order.
 
-* :meth:`EmotionClassifier.predict` -- one image (path, bytes, file object, PIL image or uint8 array), on the
-  low-latency path: a pre-created request fed the caller's array without a copy.
-* :meth:`EmotionClassifier.predict_batch` -- a uint8 NHWC batch -> P(Positive) per image.
-* :meth:`EmotionClassifier.predict_many` -- any iterable, streamed back in order with bounded memory:
-  decoding in a thread pool, inference kept busy asynchronously; a bad item becomes a :class:`Prediction`
-  with ``error`` set, never an exception that stops the stream.
-* :meth:`EmotionClassifier.submit` -- one preprocessed array -> ``concurrent.futures.Future[float]``,
-  thread-safe and non-blocking, for servers (``asyncio.wrap_future`` it).
-
-Every image goes through :func:`emotion.runtime.preprocess.preprocess`, the one preprocessing.
+Example:
+    >>> with EmotionClassifier.load("exports/run1") as clf:          # doctest: +SKIP
+    ...     clf.predict("photo.jpg")
+    Prediction(label='Positive', probability=0.93, path='photo.jpg', error=None)
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .backends import BACKENDS, Backend, ModelLoadError, create_backend
+from .backends import Backend, cache_dir as resolve_cache_dir, open_backend
+from .console import one_line
 from .files import Candidate
 from .locate import resolve_model
-from .metadata import ModelInfo
-from .preprocess import ImageDecodeError, ImageSource, PreprocessSpec, preprocess
+from .preprocess import ImageDecodeError, ImageSource, preprocess
 
-__all__ = ["EmotionClassifier", "Prediction", "ModelLoadError", "ImageDecodeError"]
+# Images a worker decodes, then infers, in turn: decoding and inference evict each other's data from the CPU
+# caches, and taking turns per chunk rather than per image keeps both warm (benchmarks/results/infer-speed*.md).
+CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -49,102 +47,57 @@ class Prediction:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; the path as text (``os.fsdecode``: undecodable bytes become lone surrogates)."""
-        return {
-            "path": os.fsdecode(self.path) if self.path is not None else None,
-            "label": self.label,
-            "probability": self.probability,
-            "error": self.error,
-        }
-
-
-def _path_of(source: Any) -> str | os.PathLike | None:
-    return source if isinstance(source, (str, os.PathLike)) else None
-
-
-class _Job:
-    """One item of :meth:`EmotionClassifier.predict_many` on its way through decode and inference."""
-
-    __slots__ = ("result", "decode", "infer")
-
-    def __init__(self) -> None:
-        self.result: Future = Future()
-        self.decode: Future | None = None
-        self.infer: Future | None = None
-
-    def settle(self, prediction: Prediction) -> None:
-        try:
-            self.result.set_result(prediction)
-        except Exception:  # already settled or cancelled
-            pass
-
-    def cancel(self) -> None:
-        for future in (self.decode, self.infer):
-            if future is not None:
-                future.cancel()
+        """JSON-ready: the path as text (``os.fsdecode``: undecodable bytes become lone surrogates), P(Positive)
+        as the shortest decimal that reads back to the model's float32 (0.93, not 0.9300000071525574)."""
+        path = None if self.path is None else os.fsdecode(self.path)
+        probability = None if self.probability is None else float(str(np.float32(self.probability)))
+        return {"path": path, "label": self.label, "probability": probability, "error": self.error}
 
 
 class EmotionClassifier:
-    """An exported emotion model, ready to classify images. Thread-safe; close it (or use ``with``)."""
+    """An exported emotion model, ready to classify images. Thread-safe; close it, or use ``with``.
 
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
-        self.info: ModelInfo = backend.info
-        self.spec: PreprocessSpec = backend.info.preprocess_spec
-        self._shape = (self.spec.height, self.spec.width, 3)
+    Args:
+        backend: the loaded model (see :meth:`load`).
+        workers: threads that decode and infer for :meth:`submit` and :meth:`predict_many` (default: the CPU
+            count, at least the backend's optimal number of parallel inferences).
+    """
+
+    def __init__(self, backend: Backend, workers: int | None = None) -> None:
+        self.backend, self.info, self.spec = backend, backend.info, backend.info.preprocess_spec
+        self.workers = workers or max(os.cpu_count() or 1, backend.parallelism)
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="emotion")
 
     @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike,
-        device: str = "CPU",
-        backend: str = "openvino",
-        precision: str | None = None,
-        mode: str = "latency",
-        cache_dir: str | os.PathLike | bool | None = True,
-        *,
-        variant: str | None = None,
-        num_requests: int = 0,
-        config: Mapping[str, Any] | None = None,
-    ) -> "EmotionClassifier":
-        """Load a model: an .xml/.onnx file, a version, repository or export folder, or ``./exports/``.
+    def load(cls, path: str | os.PathLike, device: str = "CPU", backend: str | None = None,
+             precision: str | None = None, mode: str = "latency", cache_dir: str | os.PathLike | bool | None = True,
+             *, variant: str | None = None, num_requests: int = 0, config: Mapping[str, Any] | None = None,
+             workers: int | None = None) -> "EmotionClassifier":
+        """Load a model from a ``.xml``/``.onnx`` file or a version, repository or export folder.
 
-        ``device``: an OpenVINO device ("CPU", "GPU", "AUTO", ...). ``precision``: None or "f32" (exact
-        parity with Keras), "bf16" (faster on CPUs with AMX/AVX512-BF16), "f16". ``mode``: "latency" (one
-        image at a time as fast as possible) or "throughput" (bulk classification, servers under load: more
-        streams and requests). ``cache_dir``: OpenVINO's compiled-model cache folder (``True``: the default,
-        ``$EMOTION_CACHE_DIR`` or ``~/.cache/emotion-edge/openvino``; ``None``: off). ``variant``: "fp32"
-        (default), "fp16" or "int8" to choose among an export folder's models. ``num_requests``: concurrent
-        asynchronous inferences (0: OpenVINO's optimal number for the mode). ``config``: extra OpenVINO
-        compile properties (for example ``{"NUM_STREAMS": 4}``), applied over the ones above.
+        Args:
+            path: see :func:`emotion.runtime.locate.resolve_model`.
+            device: an OpenVINO device ("CPU", "GPU", "AUTO", ...).
+            backend: "openvino" or "onnxruntime"; None picks by the model file (``.onnx``: ONNX Runtime).
+            precision: None or "f32" (parity with Keras), "bf16" (faster on CPUs with AMX), "f16".
+            mode: "latency" (one image at a time) or "throughput" (folders, servers: more streams).
+            cache_dir: OpenVINO's compiled-model cache: True the default folder, None off, or a folder.
+            variant: "fp32" (default), "fp16" or "int8" among an export folder's models.
+            num_requests: inferences worth running at once (0: OpenVINO's optimal number).
+            config: extra OpenVINO compile properties, applied over the ones above.
+            workers: see the class.
 
-        Raises :class:`ModelLoadError` (one-line reason) for a model this runtime cannot use.
+        Raises:
+            ModelLoadError: a one-line reason why the model cannot be used.
         """
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-        model_path = resolve_model(path, backend=backend, variant=variant)
-        return cls(
-            create_backend(
-                backend,
-                model_path,
-                device=device,
-                precision=precision,
-                mode=mode,
-                cache_dir=cache_dir,
-                num_requests=num_requests,
-                config=config,
-            )
-        )
-
-    # -- properties ------------------------------------------------------------------------------------
-    @property
-    def backend(self) -> Backend:
-        return self._backend
+        model = resolve_model(path, backend=backend, variant=variant)
+        return cls(open_backend(model, backend, device=device, precision=precision, mode=mode, config=config,
+                                cache_dir=resolve_cache_dir(cache_dir), num_requests=num_requests), workers)
 
     @property
-    def path(self):
+    def path(self) -> Any:
         """The model file in use."""
-        return self._backend.path
+        return self.backend.path
 
     @property
     def labels(self) -> tuple[str, str]:
@@ -152,172 +105,116 @@ class EmotionClassifier:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """(height, width, 3): the uint8 array :meth:`submit` and the fast path of :meth:`predict` take."""
-        return self._shape
+        """(height, width, 3): the uint8 array that goes to the model without preprocessing."""
+        return (self.spec.height, self.spec.width, 3)
 
     def describe(self) -> dict[str, Any]:
-        """The model and how it runs, JSON-ready (for reports and a server's health endpoint)."""
+        """The model and how it runs, JSON-ready (reports, ``emotion-infer --json``, the server)."""
         info = self.info
-        return {
-            "name": info.name,
-            "version": info.version,
-            "architecture": info.architecture,
-            "model_precision": info.precision,
-            "labels": list(info.labels),
-            "threshold": info.threshold,
-            "input_size": [info.input_height, info.input_width],
-            "resize_filter": info.resize_filter,
-            **self._backend.describe(),
-        }
+        return {"name": info.name, "version": info.version, "architecture": info.architecture,
+                "model_precision": info.precision, "labels": list(info.labels), "threshold": info.threshold,
+                "input_size": [info.input_height, info.input_width], "resize_filter": info.resize_filter,
+                "workers": self.workers, **self.backend.describe()}
 
-    def __repr__(self) -> str:
-        b = self._backend
-        return f"EmotionClassifier({os.fsdecode(b.path)!r}, backend={b.name!r}, device={b.device!r}, precision={b.precision!r}, mode={b.mode!r})"
-
-    # -- single images -----------------------------------------------------------------------------------
     def preprocess(self, image: ImageSource) -> np.ndarray:
         """The model's uint8 (H, W, 3) input for ``image``; :class:`ImageDecodeError` if it is not usable."""
         return preprocess(image, self.spec)
 
     def predict(self, image: ImageSource) -> Prediction:
-        """Classify one image. Raises :class:`ImageDecodeError` (one-line reason) for an unusable input.
+        """Classify one image in the calling thread (the low-latency path).
 
-        A C-contiguous uint8 array of exactly :attr:`input_shape` goes straight to the model, shared, not
-        copied: that is the lowest-latency call.
+        Args:
+            image: a path, bytes, binary file, PIL image or uint8 array; an array of :attr:`input_shape` goes
+                to the model as it is.
+
+        Raises:
+            ImageDecodeError: a one-line reason why ``image`` is not usable.
+            RuntimeError: the classifier is closed, or the inference failed.
         """
-        array = image if self._is_ready_array(image) else preprocess(image, self.spec)
-        probability = self._backend.infer_one(array)
-        return Prediction(self.info.label_for(probability), probability, _path_of(image))
-
-    def predict_probability(self, image: ImageSource) -> float:
-        """P(Positive) for one image (what :meth:`predict` returns, without the label)."""
-        array = image if self._is_ready_array(image) else preprocess(image, self.spec)
-        return self._backend.infer_one(array)
+        probability = self.backend.infer(self.preprocess(image))
+        path = image if isinstance(image, (str, os.PathLike)) else None
+        return Prediction(self.info.label_for(probability), probability, path)
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        """P(Positive) for each image of a uint8 (N, H, W, 3) RGB batch, as a float32 (N,) array."""
+        """P(Positive), float32 (N,), for a uint8 (N, H, W, 3) RGB batch already at the model's size."""
         batch = np.asarray(batch)
-        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[1:] != self._shape:
-            raise ValueError(
-                f"predict_batch takes a uint8 array of shape (N, {', '.join(map(str, self._shape))}); "
-                f"got {batch.dtype} {batch.shape} (use predict_many for files, or preprocess each image)"
-            )
-        if not batch.flags.c_contiguous:
-            batch = np.ascontiguousarray(batch)
-        return self._backend.infer(batch)
+        if batch.dtype != np.uint8 or batch.shape[1:] != self.input_shape:
+            raise ValueError(f"predict_batch takes a uint8 array of shape (N, {', '.join(map(str, self.input_shape))}); "
+                             f"got {batch.dtype} {batch.shape} (use predict_many for files)")
+        return np.array([self.backend.infer(image) for image in batch], np.float32)
 
-    def submit(self, array: np.ndarray) -> "Future[float]":
-        """Start inference of one preprocessed image; a ``Future`` of its P(Positive). Never blocks.
+    def submit(self, image: ImageSource) -> "Future[Prediction]":
+        """Classify one image on the worker threads; never blocks. The future raises what :meth:`predict` would.
 
-        ``array``: uint8 (H, W, 3) RGB at the model's size (see :meth:`preprocess`), or (1, H, W, 3). It is
-        read in place: do not modify it until the future is done. Thread-safe; in asyncio use
-        ``await asyncio.wrap_future(clf.submit(array))``. Raises ``ValueError`` for a wrong array.
+        In asyncio: ``await asyncio.wrap_future(clf.submit(image))``.
         """
-        array = np.asarray(array)
-        if array.ndim == 4 and array.shape[0] == 1:
-            array = array[0]
-        if array.dtype != np.uint8 or array.shape != self._shape:
-            raise ValueError(
-                f"submit takes a uint8 array of shape {self._shape}; got {array.dtype} {array.shape} "
-                "(decode and resize it with clf.preprocess first)"
-            )
-        if not array.flags.c_contiguous:
-            array = np.ascontiguousarray(array)
-        return self._backend.submit(array)
+        return self._submit(self.predict, image)
 
-    # -- streams -------------------------------------------------------------------------------------------
-    def predict_many(
-        self,
-        images: Iterable[ImageSource | Candidate],
-        *,
-        workers: int | None = None,
-        window: int | None = None,
-    ) -> Iterator[Prediction]:
+    def predict_many(self, images: Iterable[ImageSource | Candidate], window: int | None = None) -> Iterator[Prediction]:
         """Classify every item of ``images``, yielding one :class:`Prediction` per item, in input order.
 
-        Items: paths, bytes, file objects, PIL images, uint8 arrays, or :class:`~emotion.runtime.files.Candidate`
-        (from :func:`~emotion.runtime.files.discover`; one with ``error`` set is passed through as an error).
-        At most ``window`` items are read from ``images`` ahead of what has been yielded (bounded memory for
-        any iterable, a generator of millions included). ``workers`` threads decode and resize (Pillow
-        releases the GIL), while the backend keeps its asynchronous requests busy. An item that cannot be
-        classified yields a Prediction with ``error`` set and the stream goes on.
+        An item that cannot be classified yields a Prediction with ``error`` set and the stream goes on. Workers
+        take the items in chunks of :data:`CHUNK`. At most ``window`` items (default: two chunks per worker) are
+        read ahead of what has been yielded, so memory stays bounded for any iterable. If ``images`` itself
+        raises, the predictions of the items before are yielded first, then the error is raised.
+
+        Args:
+            images: paths, bytes, file objects, PIL images, uint8 arrays, or
+                :class:`~emotion.runtime.files.Candidate` (one with ``error`` set is passed through as an error).
+            window: see above.
         """
-        workers = max(1, workers or (os.cpu_count() or 1))
-        window = max(1, window or max(8, 2 * (workers + self._backend.parallelism)))
-        return self._stream(iter(images), workers, window)
+        window = window or 2 * CHUNK * self.workers
+        return self._stream(iter(images), window, min(CHUNK, window))
 
-    def _stream(self, items: Iterator[Any], workers: int, window: int) -> Iterator[Prediction]:
-        pending: deque[_Job] = deque()
-        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emotion-decode")
-        exhausted = False
+    def _stream(self, items: Iterator[Any], window: int, size: int) -> Iterator[Prediction]:
+        pending: deque[Future] = deque()
+        error, more = None, True
         try:
-            while True:
-                while not exhausted and len(pending) < window:
+            while pending or more:
+                while more and (len(pending) + 1) * size <= window:
+                    chunk: list[Any] = []
                     try:
-                        item = next(items)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    pending.append(self._start(item, executor))
-                if not pending:
-                    return
-                yield pending.popleft().result.result()
+                        chunk.extend(itertools.islice(items, size))
+                    except Exception as exc:  # the items before it are answered first
+                        error = exc
+                    more = error is None and len(chunk) == size
+                    if chunk:
+                        pending.append(self._submit(self._classify, chunk))
+                if pending:
+                    yield from pending.popleft().result()
         finally:
-            for job in pending:
-                job.cancel()
-            executor.shutdown(wait=False, cancel_futures=True)
+            for future in pending:
+                future.cancel()
+        if error is not None:
+            raise error
 
-    def _start(self, item: Any, executor: ThreadPoolExecutor) -> _Job:
-        job = _Job()
+    def _submit(self, function: Callable[[Any], Any], argument: Any) -> Future:
+        try:
+            return self._pool.submit(function, argument)
+        except RuntimeError:  # the pool is shut down
+            raise RuntimeError("the classifier is closed") from None
+
+    def _classify(self, chunk: list[Any]) -> list[Prediction]:
+        """Decode every item of ``chunk``, then infer every decoded one; each failure stays with its item."""
+        decoded = [self._decode(item) for item in chunk]
+        return [self._infer(*item) for item in decoded]
+
+    def _decode(self, item: Any) -> tuple[Any, np.ndarray | None, str | None]:
         if isinstance(item, Candidate):
-            path: Any = item.path
-            if item.error is not None:
-                job.settle(Prediction(None, None, path, item.error))
-                return job
-            source: Any = item.path
-        else:
-            source, path = item, _path_of(item)
-        if self._is_ready_array(source):
-            self._infer_job(job, path, source)
-            return job
-        try:
-            job.decode = executor.submit(preprocess, source, self.spec)
-        except RuntimeError as exc:  # executor shut down
-            job.settle(Prediction(None, None, path, f"not started: {exc}"))
-            return job
-        job.decode.add_done_callback(lambda done: self._after_decode(job, path, done))
-        return job
+            return (item.path, None, item.error) if item.error else (item.path, *_attempt(self.preprocess, item.path))
+        return (item if isinstance(item, (str, os.PathLike)) else None, *_attempt(self.preprocess, item))
 
-    def _after_decode(self, job: _Job, path: Any, done: Future) -> None:
-        if not _settled_by_failure(job, path, done):
-            self._infer_job(job, path, done.result())
+    def _infer(self, path: Any, image: np.ndarray | None, error: str | None) -> Prediction:
+        if error is None:
+            probability, error = _attempt(self.backend.infer, image)
+        if error is not None:
+            return Prediction(None, None, path, error)
+        return Prediction(self.info.label_for(probability), probability, path)
 
-    def _infer_job(self, job: _Job, path: Any, array: np.ndarray) -> None:
-        try:
-            job.infer = self._backend.submit(array)
-        except Exception as exc:
-            job.settle(Prediction(None, None, path, f"inference not started: {exc}"))
-            return
-        job.infer.add_done_callback(lambda done: self._after_infer(job, path, done))
-
-    def _after_infer(self, job: _Job, path: Any, done: Future) -> None:
-        if _settled_by_failure(job, path, done):
-            return
-        probability = done.result()
-        job.settle(Prediction(self.info.label_for(probability), probability, path))
-
-    def _is_ready_array(self, image: Any) -> bool:
-        return (
-            isinstance(image, np.ndarray)
-            and image.dtype == np.uint8
-            and image.shape == self._shape
-            and image.flags.c_contiguous
-        )
-
-    # -- lifetime ------------------------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop accepting work, cancel what has not started, wait for what has. Idempotent."""
-        self._backend.close()
+        """Cancel work not started, wait for work started, release the model. Idempotent."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.backend.close()
 
     def __enter__(self) -> "EmotionClassifier":
         return self
@@ -326,26 +223,13 @@ class EmotionClassifier:
         self.close()
 
 
-_CANCELLED = "cancelled: the classifier was closed"
-
-
-def _settled_by_failure(job: _Job, path: Any, done: Future) -> bool:
-    """Settle ``job`` with an error Prediction when a step was cancelled (classifier closed) or failed."""
-    if done.cancelled():
-        job.settle(Prediction(None, None, path, _CANCELLED))
-        return True
-    exc = done.exception()
-    if exc is not None:
-        job.settle(Prediction(None, None, path, _reason(exc)))
-        return True
-    return False
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ImageDecodeError):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "out of memory while decoding"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
+def _attempt(step: Callable[[Any], Any], value: Any) -> tuple[Any, str | None]:
+    """``(step(value), None)``, or ``(None, the one-line reason it failed)``."""
+    try:
+        return step(value), None
+    except ImageDecodeError as exc:
+        return None, str(exc)
+    except MemoryError:
+        return None, "out of memory while decoding"
+    except Exception as exc:  # one item's failure must not stop the stream
+        return None, one_line(exc)

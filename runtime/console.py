@@ -1,54 +1,81 @@
-"""Shared command-line conventions: one-line errors on stderr, exit status 2 for usage/model/data errors."""
+"""The command-line conventions every ``emotion-*`` command shares: one error path and one set of model options.
+
+Errors are one line on stderr (``PROG: error: ...``) with exit status 2. Ctrl-C exits 130 and SIGTERM 143 after
+the same clean-up (atomic outputs removed, models closed), because both arrive as :class:`KeyboardInterrupt`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import json
+import os
+import signal
 import sys
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 class UsageError(ValueError):
     """A problem with what the user asked for; printed as one line, exit status 2."""
 
 
-def fail(message: str, prog: str | None = None) -> NoReturn:
-    print(f"{prog or _prog()}: error: {message}", file=sys.stderr)
-    raise SystemExit(EXIT_USAGE)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, systemd, docker stop), raised in the main thread as Ctrl-C is."""
 
 
-def guard(*expected: type[BaseException]) -> Callable[[Callable[..., int]], Callable[..., int]]:
-    """Turn the ``expected`` exceptions (and missing files) into one-line errors with exit status 2."""
+def one_line(exc: BaseException) -> str:
+    """An exception as one informative line (OpenVINO's multi-line 'Exception from src/...' reduced)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from ", "Check '", "[ "))]
+    return (useful or lines or [type(exc).__name__])[-1].rstrip(".")
+
+
+def guard(*expected: type[BaseException], prog: str | None = None) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Run a command's ``main`` on the shared error path.
+
+    Args:
+        *expected: exception types that mean bad input for this command, besides :class:`UsageError`, the
+            runtime's model and image errors, and missing or existing files.
+        prog: the command's name in messages (default: the program's file name).
+    """
+    from .metadata import ModelLoadError
+    from .preprocess import ImageDecodeError
 
     def wrap(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def run(*args: Any, **kwargs: Any) -> int:
-            safe_stdio()
+            name = prog or os.path.basename(sys.argv[0] or "emotion")
+            for stream in (sys.stdout, sys.stderr):  # print any file name, valid UTF-8 or not
+                if hasattr(stream, "reconfigure"):
+                    stream.reconfigure(errors="backslashreplace")
+            previous = signal.signal(signal.SIGTERM, _terminate)
             try:
                 return main(*args, **kwargs)
-            except KeyboardInterrupt:
-                print(f"{_prog()}: interrupted; nothing half-written was left behind", file=sys.stderr)
-                raise SystemExit(EXIT_INTERRUPTED) from None
-            except (UsageError, FileExistsError, FileNotFoundError, *expected) as exc:
-                fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            except KeyboardInterrupt as exc:
+                print(f"{name}: interrupted; nothing half-written was left behind", file=sys.stderr)
+                return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+            except (UsageError, ModelLoadError, ImageDecodeError, FileExistsError, FileNotFoundError, *expected) as exc:
+                print(f"{name}: error: {one_line(exc)}", file=sys.stderr, flush=True)
+                return EXIT_USAGE
+            finally:
+                signal.signal(signal.SIGTERM, previous)
 
         return run
 
     return wrap
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
+    if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    return int(text)
 
 
 def positive_float(text: str) -> float:
@@ -56,29 +83,47 @@ def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
+        value = 0.0
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
-def safe_stdio() -> None:
-    """Never crash on printing a file name that is not valid UTF-8: show its odd bytes escaped."""
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            try:
-                reconfigure(errors="backslashreplace")
-            except (ValueError, OSError):
-                pass
-
-
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=False, default=str)
+    json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
 
 
-def _prog() -> str:
-    import os
+def add_model_options(parser: argparse.ArgumentParser, mode: str = "throughput") -> None:
+    """The options that say which model to load and how to run it, the same for every command."""
+    from .backends import BACKENDS, MODES
+    from .locate import VARIANTS
 
-    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "emotion"
+    group = parser.add_argument_group("model")
+    group.add_argument("-m", "--model", help="model: .xml, .onnx, a version, repository or export folder (default: "
+                                             "$EMOTION_MODEL, else the newest export under ./exports/)")
+    group.add_argument("--variant", choices=VARIANTS, help="which model of an export folder: fp32 (default), fp16, int8")
+    group.add_argument("--backend", choices=BACKENDS, help="inference engine (default: from the model file; .xml openvino)")
+    group.add_argument("--device", default="CPU", help="OpenVINO device: CPU (default), GPU, AUTO, ...")
+    group.add_argument("--precision", choices=("f32", "bf16", "f16"),
+                       help="inference precision: f32 (default, parity with training); bf16 is faster on CPUs with AMX")
+    group.add_argument("--mode", choices=MODES, default=mode, help=f"OpenVINO performance hint (default: {mode})")
+    group.add_argument("--workers", type=positive_int, metavar="N",
+                       help="threads that decode and infer (default: the CPU count, at least the optimal requests)")
+    group.add_argument("--requests", type=positive_int, default=0, metavar="N",
+                       help="inferences worth running at once (default: OpenVINO's optimal number for the mode)")
+    cache = group.add_mutually_exclusive_group()
+    cache.add_argument("--cache-dir", metavar="DIR",
+                       help="OpenVINO compiled-model cache (default: $EMOTION_CACHE_DIR or ~/.cache/emotion-edge/openvino)")
+    cache.add_argument("--no-cache", action="store_true", help="do not use the compiled-model cache")
+
+
+def load_classifier(args: argparse.Namespace) -> Any:
+    """The :class:`~emotion.runtime.classifier.EmotionClassifier` that :func:`add_model_options`' arguments name."""
+    from .classifier import EmotionClassifier
+    from .locate import default_model
+
+    return EmotionClassifier.load(
+        args.model or default_model(), device=args.device, backend=args.backend, precision=args.precision,
+        mode=args.mode, cache_dir=None if args.no_cache else (args.cache_dir or True), variant=args.variant,
+        num_requests=args.requests, workers=args.workers)

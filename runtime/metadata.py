@@ -1,141 +1,129 @@
 """Model metadata: the one source of truth for labels, threshold, input size and preprocessing.
 
-Training stores a :class:`ModelInfo` inside ``model.keras``; ``emotion-export`` copies it into the OpenVINO
-IR's ``rt_info["model_info"]`` and the ONNX file's ``metadata_props``; the runtime and the server read it back
-from there. Key names follow OpenVINO Model API / Training Extensions where one exists (``model_type``,
-``labels``, ``resize_type``, ``reverse_input_channels``, ``mean_values``, ``scale_values``,
-``embedded_processing``, ``task_type``); the rest are ours. All values are strings on the wire, as
-``rt_info`` and ONNX metadata require.
+Training stores a :class:`ModelInfo` inside ``model.keras``; ``emotion-export`` writes it into the OpenVINO IR's
+``rt_info["model_info"]`` and the ONNX file's ``metadata_props``; the runtime and the server read it back. As
+OpenVINO Model API does, the reader walks one typed list of parameters (the dataclass fields, each with its
+wire key and default), ignores keys it does not know and names a missing required one. Key names follow Model
+API where one exists (``labels``, ``orig_height``, ``resize_type``, ``scale_values``, ...). All values are
+strings on the wire, as ``rt_info`` and ONNX metadata require.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from .preprocess import DEFAULT_INPUT_SIZE, DEFAULT_RESIZE_FILTER, PreprocessSpec
 
 DEFAULT_LABELS = ("Negative", "Positive")  # class index 0 and 1, the seed's folder names
 FORMAT_VERSION = "1"
+FORMAT_KEY = "emotion_edge_format"
 RT_INFO_SECTION = "model_info"
-INPUT_NAME = "image"  # the stable input name of every exported model: uint8 NHWC RGB
+INPUT_NAME = "image"  # the input of every exported model: uint8 NHWC RGB
 OUTPUT_PROBABILITY = "probability"  # (N, 1) P(Positive)
-OUTPUT_SCORES = "scores"  # (N, 2) [P(Negative), P(Positive)], for OpenVINO Model API
+OUTPUT_SCORES = "scores"  # (N, 2) [P(Negative), P(Positive)], what OpenVINO Model API reads
+# Written for Model API and other readers; constant for every emotion-edge model.
+FIXED = {
+    "model_type": "Classification", "task_type": "classification", "positive_index": "1", "input_name": INPUT_NAME,
+    "input_dtype": "uint8", "layout": "NHWC", "color_order": "RGB", "reverse_input_channels": "False",
+    "resize_type": "standard", "mean_values": "0 0 0", "scale_values": "255 255 255", "embedded_processing": "True",
+    "output_raw_scores": "True",
+}
 
 
-class MetadataError(ValueError):
-    """The model carries no emotion-edge metadata, or metadata this runtime cannot use."""
+class ModelLoadError(ValueError):
+    """The model cannot be used (missing, corrupt, no metadata, wrong input, ...); the message says why."""
+
+
+def _param(key: str, default: Any, *, parse=str, dump=str, required: bool = False) -> Any:
+    """A metadata parameter: its wire key, default, string conversions, and whether a model must carry it."""
+    meta = {"key": key, "parse": parse, "dump": dump, "required": required}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _labels(text: str) -> tuple[str, str]:
+    labels = tuple(text.split(" "))
+    if len(labels) != 2:
+        raise ValueError(f"expected two labels, got {text!r}")
+    return labels  # type: ignore[return-value]
+
+
+def _json_dump(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value), sort_keys=True)
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Everything a runtime needs to feed a model and read its answer."""
+    """Everything a runtime needs to feed a model and read its answer.
 
-    labels: tuple[str, str] = DEFAULT_LABELS
-    threshold: float = 0.5
-    input_height: int = DEFAULT_INPUT_SIZE[0]
-    input_width: int = DEFAULT_INPUT_SIZE[1]
-    resize_filter: str = DEFAULT_RESIZE_FILTER
-    architecture: str = "seed"
-    name: str = "emotion"
-    version: str = "1"
-    precision: str = "fp32"
-    source_sha256: str = ""
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-    versions: Mapping[str, str] = field(default_factory=dict)
+    Example:
+        >>> info = ModelInfo(threshold=0.4)
+        >>> ModelInfo.from_strings(info.to_strings()) == info
+        True
+    """
+
+    labels: tuple[str, str] = _param("labels", DEFAULT_LABELS, parse=_labels, dump=" ".join, required=True)
+    threshold: float = _param("decision_threshold", 0.5, parse=float, dump=lambda v: repr(float(v)))
+    input_height: int = _param("orig_height", DEFAULT_INPUT_SIZE[0], parse=int, required=True)
+    input_width: int = _param("orig_width", DEFAULT_INPUT_SIZE[1], parse=int, required=True)
+    resize_filter: str = _param("resize_filter", DEFAULT_RESIZE_FILTER)
+    architecture: str = _param("architecture", "seed")
+    name: str = _param("model_name", "emotion")
+    version: str = _param("model_version", "1")
+    precision: str = _param("precision", "fp32")
+    source_sha256: str = _param("source_sha256", "")
+    metrics: Mapping[str, Any] = _param("training_metrics", {}, parse=json.loads, dump=_json_dump)
+    versions: Mapping[str, str] = _param("versions", {}, parse=json.loads, dump=_json_dump)
 
     @property
     def preprocess_spec(self) -> PreprocessSpec:
         return PreprocessSpec(self.input_height, self.input_width, self.resize_filter)
 
     def label_for(self, probability: float) -> str:
-        """Label of a P(Positive): index 1 when it reaches the threshold."""
+        """The label of a P(Positive): index 1 when it reaches the threshold."""
         return self.labels[1] if probability >= self.threshold else self.labels[0]
 
     def replace(self, **changes: Any) -> "ModelInfo":
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return ModelInfo(**values)
+        return replace(self, **changes)
 
-    # -- wire format ---------------------------------------------------------------------------------
     def to_strings(self) -> dict[str, str]:
-        """Flat string map for ``rt_info["model_info"]`` and ONNX ``metadata_props``."""
-        return {
-            "emotion_edge_format": FORMAT_VERSION,
-            "model_type": "Classification",
-            "task_type": "classification",
-            "labels": " ".join(self.labels),
-            "decision_threshold": repr(float(self.threshold)),
-            "positive_index": "1",
-            "input_name": INPUT_NAME,
-            "input_height": str(self.input_height),
-            "input_width": str(self.input_width),
-            "orig_height": str(self.input_height),  # Model API's names for the input size
-            "orig_width": str(self.input_width),
-            "input_dtype": "uint8",
-            "layout": "NHWC",
-            "color_order": "RGB",
-            "reverse_input_channels": "False",
-            "resize_type": "standard",
-            "resize_filter": self.resize_filter,
-            "mean_values": "0 0 0",
-            "scale_values": "255 255 255",
-            "embedded_processing": "True",
-            "output_raw_scores": "True",
-            "architecture": self.architecture,
-            "model_name": self.name,
-            "model_version": self.version,
-            "precision": self.precision,
-            "source_sha256": self.source_sha256,
-            "training_metrics": json.dumps(dict(self.metrics), sort_keys=True),
-            "versions": json.dumps(dict(self.versions), sort_keys=True),
-        }
+        """The flat string map for ``rt_info["model_info"]`` and ONNX ``metadata_props``."""
+        values = {f.metadata["key"]: f.metadata["dump"](getattr(self, f.name)) for f in fields(self)}
+        size = {"input_height": values["orig_height"], "input_width": values["orig_width"]}
+        return {FORMAT_KEY: FORMAT_VERSION, **FIXED, **size, **values}
 
     @classmethod
     def from_strings(cls, values: Mapping[str, str]) -> "ModelInfo":
-        """Parse what :meth:`to_strings` wrote; a clear :class:`MetadataError` if it is not ours."""
-        if "emotion_edge_format" not in values:
-            raise MetadataError(
-                "the model has no emotion-edge metadata (rt_info 'model_info' / ONNX metadata_props); "
-                "export it with emotion-export"
-            )
-        if values["emotion_edge_format"] != FORMAT_VERSION:
-            raise MetadataError(
-                f"metadata format {values['emotion_edge_format']!r} is not supported (expected {FORMAT_VERSION})"
-            )
-        try:
-            labels = tuple(values["labels"].split(" "))
-            if len(labels) != 2:
-                raise MetadataError(f"expected two labels, got {values['labels']!r}")
-            if values.get("layout", "NHWC") != "NHWC" or values.get("input_dtype", "uint8") != "uint8":
-                raise MetadataError("only uint8 NHWC inputs are supported")
-            return cls(
-                labels=labels,  # type: ignore[arg-type]
-                threshold=float(values["decision_threshold"]),
-                input_height=int(values["input_height"]),
-                input_width=int(values["input_width"]),
-                resize_filter=values.get("resize_filter", DEFAULT_RESIZE_FILTER),
-                architecture=values.get("architecture", ""),
-                name=values.get("model_name", "emotion"),
-                version=values.get("model_version", "1"),
-                precision=values.get("precision", ""),
-                source_sha256=values.get("source_sha256", ""),
-                metrics=json.loads(values.get("training_metrics", "{}")),
-                versions=json.loads(values.get("versions", "{}")),
-            )
-        except MetadataError:
-            raise
-        except (KeyError, ValueError) as exc:
-            raise MetadataError(f"model metadata is incomplete or malformed: {exc}") from None
+        """Read what :meth:`to_strings` wrote; unknown keys are ignored.
+
+        Raises:
+            ModelLoadError: not emotion-edge metadata, a required key missing, or a value that does not parse.
+        """
+        if FORMAT_KEY not in values:
+            raise ModelLoadError("the model has no emotion-edge metadata (rt_info 'model_info' / ONNX "
+                                 "metadata_props); export it with emotion-export")
+        if values[FORMAT_KEY] != FORMAT_VERSION or values.get("layout", "NHWC") != "NHWC":
+            raise ModelLoadError(f"metadata format {values[FORMAT_KEY]!r} is not supported (expected {FORMAT_VERSION}, NHWC)")
+        parsed = {}
+        for f in fields(cls):
+            key = f.metadata["key"]
+            if key not in values:
+                if f.metadata["required"]:
+                    raise ModelLoadError(f"the model's metadata has no {key!r}; re-export it with emotion-export")
+                continue
+            try:
+                parsed[f.name] = f.metadata["parse"](values[key])
+            except ValueError as exc:
+                raise ModelLoadError(f"the model's metadata {key!r} is malformed: {exc}") from None
+        return cls(**parsed)
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["labels"] = list(self.labels)
-        return json.dumps(data, indent=2, sort_keys=True)
+        return json.dumps({**asdict(self), "labels": list(self.labels)}, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelInfo":
         data = json.loads(text)
-        data["labels"] = tuple(data["labels"])
-        return cls(**data)
+        return cls(**{**data, "labels": tuple(data["labels"])})

@@ -6,8 +6,10 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +18,9 @@ from PIL import Image
 
 from _image_corpus import NON_UTF8_NAME, make_corpus
 from _tiny_models import save_ir, tiny_info
-from emotion.runtime import cli
-from emotion.runtime.classifier import EmotionClassifier, Prediction
+from emotion.runtime import EmotionClassifier, Prediction, cli
 
-SHARED_DATA = Path("/work/shared/data")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -180,10 +181,12 @@ def test_default_model_environment_and_exports_folder(capsys, photos, tiny_expor
     assert code == 2 and "missing-model does not exist" in err
 
 
-def test_usage_errors_exit_2(capsys, photos, tiny_export):
-    with pytest.raises(SystemExit) as exc_info:
-        cli.main([str(photos), "--model", str(tiny_export), "--output", "results.txt"])
-    assert exc_info.value.code == 2 and ".csv, .jsonl or .json" in capsys.readouterr().err
+def test_usage_errors_exit_2(capsys, photos, tiny_export, tmp_path):
+    code, out, err = _run(capsys, photos, "--model", tiny_export, "--output", "results.txt")
+    assert code == 2 and ".csv, .jsonl or .json" in err
+    (tmp_path / "taken.csv").mkdir()  # found before any image is classified
+    code, out, err = _run(capsys, photos, "--model", tiny_export, "--output", tmp_path / "taken.csv")
+    assert code == 2 and out == "" and err.strip().endswith("is a folder; name a file ending in .csv, .jsonl or .json")
     with pytest.raises(SystemExit) as exc_info:
         cli.main([str(photos), "--precision", "int3"])
     assert exc_info.value.code == 2
@@ -196,7 +199,7 @@ def test_ctrl_c_leaves_no_partial_output(capsys, photos, tiny_export, tmp_path, 
     target = tmp_path / "results.csv"
     target.write_text("previous results\n")
 
-    def interrupted(self, images, **kwargs):
+    def interrupted(self, images, window=None):
         for count, _ in enumerate(images):
             if count == 2:
                 raise KeyboardInterrupt
@@ -248,3 +251,64 @@ def test_entry_point_model_error_has_no_traceback(tmp_path):
     assert result.returncode == 2
     err = result.stderr.decode()
     assert err.startswith("emotion-infer: error:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def many_photos(tmp_path_factory) -> Path:
+    """5,000 links to one 500x400 JPEG: several seconds of work, to interrupt."""
+    folder = tmp_path_factory.mktemp("many") / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(9)
+    source = folder.parent / "source.jpg"
+    Image.fromarray(rng.integers(0, 256, (400, 500, 3), dtype=np.uint8)).save(source, quality=90)
+    for i in range(5000):
+        os.symlink(source, folder / f"{i:05d}.jpg")
+    return folder
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_run_exits_cleanly_and_leaves_no_partial_output(many_photos, tiny_export, tmp_path, signum, code):
+    for attempt in range(3):
+        target = tmp_path / f"out{attempt}.csv"
+        env = {**os.environ, "EMOTION_CACHE_DIR": ""}
+        process = subprocess.Popen([sys.executable, "-m", "emotion.runtime.cli", many_photos, "--model", tiny_export,
+                                    "--output", target, "--quiet"], stderr=subprocess.PIPE, env=env)
+        time.sleep(2.0 + 0.3 * attempt)  # start-up, then some of the run
+        process.send_signal(signum)
+        err = process.communicate(timeout=60)[1].decode()
+        assert process.returncode == code, err
+        assert "interrupted; nothing half-written" in err and "terminate called" not in err and "Traceback" not in err
+        assert list(tmp_path.iterdir()) == []  # no output, no temporary file
+
+
+def test_leaving_a_stream_early_and_exiting_does_not_abort(many_photos, tiny_export):
+    script = (
+        "import sys\nfrom emotion.runtime import EmotionClassifier, discover\n"
+        "clf = EmotionClassifier.load(sys.argv[1], mode='throughput', cache_dir=None)\n"
+        "for i, p in enumerate(clf.predict_many(discover([sys.argv[2]]))):\n"
+        "    if i == 200:\n        break\n"
+        "print('left')\n"
+    )
+    for _ in range(5):
+        result = subprocess.run([sys.executable, "-c", script, tiny_export, many_photos], capture_output=True, timeout=60)
+        assert result.returncode == 0 and result.stdout == b"left\n", result.stderr.decode()
+
+
+def test_a_very_deep_folder_is_walked_without_recursion(capsys, tiny_export, tmp_path):
+    deep = str(tmp_path / "top")
+    os.mkdir(deep)
+    for _ in range(1100):  # os.makedirs and Path.mkdir(parents=True) recurse too
+        deep = os.path.join(deep, "d")
+        os.mkdir(deep)
+    image = Image.fromarray(np.full((40, 50, 3), 120, np.uint8))
+    image.save(os.path.join(deep, "bottom.png"))
+    image.save(tmp_path / "top" / "beside.png")
+    try:
+        code, out, err = _run(capsys, tmp_path / "top", "--model", tiny_export, "--json")
+        assert code == 0, err
+        assert sorted(Path(r["path"]).name for r in json.loads(out)["results"]) == ["beside.png", "bottom.png"]
+    finally:  # shutil.rmtree recurses as well: pytest could not clean this up
+        os.unlink(os.path.join(deep, "bottom.png"))
+        while deep != str(tmp_path / "top"):
+            os.rmdir(deep)
+            deep = os.path.dirname(deep)

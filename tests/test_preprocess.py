@@ -15,11 +15,11 @@ from emotion.runtime.preprocess import (
     ImageDecodeError,
     PreprocessSpec,
     decode,
-    parse_image_size,
     preprocess,
     scale,
     to_rgb8,
 )
+from emotion.train.data import parse_image_size
 
 SPEC = PreprocessSpec(40, 50)
 

@@ -23,7 +23,7 @@ def corpus(tmp_path_factory):
 
 def test_every_file_is_classified_or_reported(tiny_classifier, corpus):
     folder, files, skipped = corpus
-    results = list(tiny_classifier.predict_many(discover([folder]), workers=2))
+    results = list(tiny_classifier.predict_many(discover([folder])))
     by_path = {os.fsencode(p.path): p for p in results}
     assert len(by_path) == len(results)
     expected = {os.fsencode(f.path): f for f in files}

@@ -27,15 +27,15 @@ SCRIPT = textwrap.dedent(
 
     import numpy as np
 
-    import emotion.runtime.classifier, emotion.runtime.cli, emotion.runtime.backends, emotion.runtime.locate
-    from emotion.runtime.classifier import EmotionClassifier
+    import emotion.runtime.cli, emotion.runtime.kserve, emotion.runtime.serve
+    from emotion.runtime import EmotionClassifier
 
     model, images = sys.argv[2], sys.argv[3]
     with EmotionClassifier.load(model, cache_dir=None) as clf:
         assert clf.predict(np.zeros(clf.input_shape, np.uint8)).ok
         assert all(p.ok for p in clf.predict_many([images + "/a.jpg"] * 3))
-        assert clf.submit(np.zeros(clf.input_shape, np.uint8)).result(timeout=30) > 0
-    with EmotionClassifier.load(model, backend="onnxruntime") as clf:
+        assert clf.submit(np.zeros(clf.input_shape, np.uint8)).result(timeout=30).probability > 0
+    with EmotionClassifier.load(model + "/emotion.onnx") as clf:  # ONNX Runtime, from the suffix
         assert clf.predict(images + "/a.jpg").ok
     code = emotion.runtime.cli.main([images, "--model", model, "--no-cache", "--quiet"])
     assert code == 0, code

@@ -9,22 +9,17 @@ import struct
 import numpy as np
 import pytest
 
+from emotion.runtime.kserve import encode_response, model_metadata, parse_request
 from emotion.runtime.metadata import ModelInfo
-from emotion.runtime.serving_kserve import (
-    RequestError,
-    encode_infer_response,
-    model_metadata,
-    parse_infer_request,
-)
 
 INFO = ModelInfo(input_height=2, input_width=3)
 
 
-def _parse(request, binary: bytes = b"", **kwargs):
+def _parse(request, binary: bytes = b""):
     header = json.dumps(request).encode()
     if binary:
-        return parse_infer_request(bytearray(header + binary), str(len(header)), INFO, max_batch=kwargs.get("max_batch", 8))
-    return parse_infer_request(bytearray(header), None, INFO, max_batch=kwargs.get("max_batch", 8))
+        return parse_request(bytearray(header + binary), str(len(header)), INFO)
+    return parse_request(bytearray(header), None, INFO)
 
 
 def test_uint8_flat_nested_and_binary_agree():
@@ -34,7 +29,7 @@ def test_uint8_flat_nested_and_binary_agree():
     nested = _parse({"inputs": [dict(image, data=pixels.tolist())]})
     binary = _parse({"inputs": [dict(image, parameters={"binary_data_size": pixels.nbytes})]}, pixels.tobytes())
     for parsed in (flat, nested, binary):
-        assert parsed.datatype == "UINT8" and parsed.count == 2
+        assert parsed.files == [] and parsed.count == 2
         np.testing.assert_array_equal(parsed.pixels, pixels)
     assert binary.pixels.flags.writeable  # a view over the (bytearray) body, usable by OpenVINO without a copy
     assert [o.name for o in flat.outputs] == ["scores", "probability"] and not flat.outputs[0].binary
@@ -50,23 +45,27 @@ def test_bytes_elements_base64_and_binary_layouts():
     assert as_binary.files == files
     bare = _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}, files[0])  # OVMS: one image, no prefix
     assert bare.files == files[:1]
-    whole = parse_infer_request(bytearray(files[1]), "0", INFO, max_batch=8)  # Inference-Header-Content-Length: 0
+    whole = parse_request(bytearray(files[1]), "0", INFO)  # Inference-Header-Content-Length: 0
     assert whole.files == files[1:] and [o.name for o in whole.outputs] == ["scores", "probability"]
 
 
-def test_limits_and_errors():
-    with pytest.raises(RequestError) as caught:
-        _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [9], "data": ["AA=="] * 9}]})
-    assert caught.value.status == 413 and "--max-batch" in caught.value.message
-    with pytest.raises(RequestError, match="2 inputs"):
+def test_malformed_requests_raise_one_line_errors():
+    with pytest.raises(ValueError, match="2 'inputs'"):
         _parse({"inputs": [{"name": "image"}, {"name": "other"}]})
-    with pytest.raises(RequestError, match="Inference-Header-Content-Length is 99"):
-        parse_infer_request(bytearray(b"{}"), "99", INFO, max_batch=8)
-    with pytest.raises(RequestError, match="classification is available on the 'scores' output"):
+    with pytest.raises(ValueError, match="Inference-Header-Content-Length is 99"):
+        parse_request(bytearray(b"{}"), "99", INFO)
+    with pytest.raises(ValueError, match="on the 'scores' output only"):
         _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["AA=="]}],
                 "outputs": [{"name": "probability", "parameters": {"classification": 1}}]})
-    with pytest.raises(RequestError, match="length-prefixed"):
+    with pytest.raises(ValueError, match="length-prefixed"):
         _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2]}]}, b"\x05\x00\x00\x00abc")
+    # Shapes whose product overflows 64 bits must not wrap around to a small count.
+    with pytest.raises(ValueError, match="1 BYTES elements for a shape of 18446744073709551616"):
+        _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2**32, 2**32], "data": ["AA=="]}]})
+    with pytest.raises(ValueError, match="does not hold 18446744073709551616"):
+        _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2**32, 2**32]}]}, b"\x01\x00\x00\x00a")
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_request(bytearray(b"[" * 100_000 + b"]" * 100_000), None, INFO)
 
 
 def test_response_json_binary_and_classification():
@@ -76,7 +75,7 @@ def test_response_json_binary_and_classification():
         "outputs": [{"name": "probability", "parameters": {"binary_data": True}},
                     {"name": "scores", "parameters": {"classification": 2}}],
     })
-    body, header_length = encode_infer_response(request, np.array([0.25, 0.75], np.float32), INFO)
+    body, header_length = encode_response(request, np.array([0.25, 0.75], np.float32), INFO)
     head = json.loads(body[:header_length])
     assert head["id"] == "r1" and head["model_name"] == "emotion" and head["model_version"] == "1"
     probability, scores = head["outputs"]  # in the order the request asked for them
@@ -85,7 +84,7 @@ def test_response_json_binary_and_classification():
     assert scores["datatype"] == "BYTES" and scores["shape"] == [2, 2]
     assert scores["data"] == ["0.75:0:Negative", "0.25:1:Positive", "0.75:1:Positive", "0.25:0:Negative"]
 
-    plain, none = encode_infer_response(_parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["AA=="]}]}),
+    plain, none = encode_response(_parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["AA=="]}]}),
                                         np.array([0.93], np.float32), INFO)
     assert none is None
     assert json.loads(plain)["outputs"][0]["data"] == [pytest.approx(0.07, abs=1e-6), 0.93]

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 from emotion.runtime.console import guard
-from emotion.runtime.preprocess import parse_image_size
 
 from . import models
-from .data import DEFAULT_SEED, DataError, load_dataset
+from .data import DEFAULT_SEED, DataError, load_dataset, parse_image_size
 
 
 def _parser() -> argparse.ArgumentParser:

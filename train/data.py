@@ -30,6 +30,21 @@ class DataError(ValueError):
     """The data folder cannot be used; the message says what to do."""
 
 
+def parse_image_size(text: str) -> tuple[int, int]:
+    """Parse ``HxW`` (for example ``400x500``) into (height, width).
+
+    Raises:
+        ValueError: the text is not two whole numbers between 8 and 4096.
+    """
+    try:
+        height, width = (int(p) for p in text.lower().replace("*", "x").split("x"))
+    except ValueError:
+        raise ValueError(f"image size must look like HxW, for example 400x500; got {text!r}") from None
+    if not (8 <= height <= 4096 and 8 <= width <= 4096):
+        raise ValueError(f"image size must be between 8 and 4096 on each side; got {text!r}")
+    return height, width
+
+
 @dataclass(frozen=True)
 class Sample:
     path: Path  # absolute

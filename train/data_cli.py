@@ -6,9 +6,8 @@ import argparse
 import sys
 
 from emotion.runtime.console import guard, print_json
-from emotion.runtime.preprocess import parse_image_size
 
-from .data import DataError, load_dataset
+from .data import DataError, load_dataset, parse_image_size
 from .synth import SynthConfig, generate
 
 

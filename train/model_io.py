@@ -13,7 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from emotion.runtime.atomic import _umask as atomic_umask
+from emotion.runtime.atomic import umask
 from emotion.runtime.metadata import ModelInfo
 
 INFO_MEMBER = "emotion_model_info.json"
@@ -30,7 +30,7 @@ def save_model(model, path: str | os.PathLike, info: ModelInfo) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~atomic_umask())
+    os.chmod(tmp, 0o666 & ~umask())
     try:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:

@@ -1,0 +1,268 @@
+"""The KServe v2 inference protocol (REST) as OpenVINO Model Server and Triton speak it, in numpy only.
+
+The one input is ``image``: ``UINT8 [N, H, W, 3]``, images already decoded and resized as
+:func:`emotion.runtime.preprocess.preprocess` makes them, or ``BYTES [N]``, encoded image files that the server
+decodes with that same preprocessing. Both come as JSON (``data`` flat or nested; files as base64 strings or
+``{"b64": ...}``) or with the binary tensor extension: a JSON header of ``Inference-Header-Content-Length``
+bytes, then the raw tensor (BYTES elements each after its 4-byte little-endian length; one image may come bare,
+as OpenVINO Model Server allows). The outputs are ``scores`` ``FP32 [N, 2]`` and ``probability`` ``FP32 [N, 1]``,
+each in JSON or binary, with Triton's classification extension on ``scores``. A malformed request raises
+``ValueError`` with a one-line reason (HTTP 400).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .metadata import INPUT_NAME, OUTPUT_PROBABILITY, OUTPUT_SCORES, ModelInfo
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+OUTPUTS = (OUTPUT_SCORES, OUTPUT_PROBABILITY)  # scores first: OpenVINO Model API reads the first output
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    binary: bool
+    classes: int = 0  # Triton's classification extension: the k best "score:index:label" strings
+
+
+@dataclass
+class InferRequest:
+    """A parsed request: ``pixels`` (UINT8, N x H x W x 3) or ``files`` (BYTES, N encoded images)."""
+
+    id: str | None
+    outputs: list[Output]
+    pixels: np.ndarray | None = None
+    files: list[bytes] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.pixels) if self.pixels is not None else len(self.files)
+
+
+def server_metadata(version: str) -> dict[str, Any]:
+    return {"name": "emotion-serve", "version": version, "extensions": ["binary_tensor_data", "classification"]}
+
+
+def model_metadata(info: ModelInfo) -> dict[str, Any]:
+    """``GET /v2/models/{name}``: KServe's fields, and ``rt_info`` as OpenVINO Model Server reports it.
+
+    Like OpenVINO Model Server, it lists the tensor input; that the same input takes encoded files too is said
+    in ``encoded_inputs``, which clients that do not know it ignore.
+    """
+    return {
+        "name": info.name, "versions": [info.version], "platform": "openvino",
+        "inputs": [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, info.input_height, info.input_width, 3]}],
+        "outputs": [{"name": OUTPUT_SCORES, "datatype": "FP32", "shape": [-1, 2]},
+                    {"name": OUTPUT_PROBABILITY, "datatype": "FP32", "shape": [-1, 1]}],
+        "encoded_inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
+        "rt_info": {"model_info": info.to_strings()},  # what Model API's OVMSAdapter reads
+    }
+
+
+def parse_request(body: bytearray, header_length: str | None, info: ModelInfo) -> InferRequest:
+    """Parse ``POST .../infer``; ``header_length`` is the ``Inference-Header-Content-Length`` header or None.
+
+    With a header length of 0 the whole body is one encoded image file, as OpenVINO Model Server allows.
+    """
+    size = len(body) if header_length is None else _integer(header_length, HEADER_LENGTH)
+    if not 0 <= size <= len(body):
+        raise ValueError(f"{HEADER_LENGTH} is {size}, but the body has {len(body)} bytes")
+    if size == 0 and header_length is not None:
+        return InferRequest(None, _outputs(None, False), files=[bytes(body)])
+    request, binary = _json_object(memoryview(body)[:size]), memoryview(body)[size:]
+    if not isinstance(request.get("id", ""), str):
+        raise ValueError("'id' must be a string")
+    outputs = _outputs(request.get("outputs"), _parameters(request).get("binary_data_output", False) is True)
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise ValueError(f"the request has {len(inputs) if isinstance(inputs, list) and inputs else 'no'} 'inputs'; "
+                         f"send one input named {INPUT_NAME!r}")
+    tensor = inputs[0]
+    if tensor.get("name") != INPUT_NAME:
+        raise ValueError(f"unknown input {tensor.get('name')!r}; this model's input is {INPUT_NAME!r}")
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise ValueError(f"input {INPUT_NAME!r}: 'shape' must be a list of non-negative integers")
+    raw = _binary_part(tensor, binary)
+    if tensor.get("datatype") == "UINT8":
+        return InferRequest(request.get("id"), outputs, pixels=_pixels(shape, tensor.get("data"), raw, info))
+    if tensor.get("datatype") == "BYTES":
+        count = math.prod(shape)
+        files = _split_bytes(raw, count) if raw is not None else _base64_files(tensor.get("data"), count)
+        return InferRequest(request.get("id"), outputs, files=files)
+    raise ValueError(f"input {INPUT_NAME!r}: datatype {tensor.get('datatype')!r} is not accepted; send UINT8 "
+                     f"[N, {info.input_height}, {info.input_width}, 3] (decoded, resized RGB) or BYTES [N] (image files)")
+
+
+def encode_response(request: InferRequest, probabilities: np.ndarray, info: ModelInfo) -> tuple[bytes, int | None]:
+    """The response body and, when an output is binary, the length of its JSON header (for the header)."""
+    probability = np.asarray(probabilities, np.float32).reshape(-1, 1)
+    tensors = {OUTPUT_PROBABILITY: probability, OUTPUT_SCORES: np.concatenate([1 - probability, probability], 1)}
+    entries, blobs = [], []
+    for output in request.outputs:
+        values = tensors[output.name]
+        if output.classes:
+            best = np.argsort(-values, axis=1, kind="stable")[:, : output.classes]
+            items = [f"{shortest(row[i])}:{i}:{info.labels[i]}".encode() for row, top in zip(values, best) for i in top]
+            entry: dict[str, Any] = {"name": output.name, "datatype": "BYTES", "shape": [len(values), output.classes]}
+            blob, data = b"".join(struct.pack("<I", len(s)) + s for s in items), [s.decode() for s in items]
+        else:
+            entry = {"name": output.name, "datatype": "FP32", "shape": list(values.shape)}
+            blob, data = values.astype("<f4").tobytes(), [shortest(v) for v in values.ravel()]
+        if output.binary:
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = data
+        entries.append(entry)
+    response = {"model_name": info.name, "model_version": info.version,
+                **({"id": request.id} if request.id is not None else {}), "outputs": entries}
+    header = json.dumps(response, separators=(",", ":")).encode()
+    return (header + b"".join(blobs), len(header)) if blobs else (header, None)
+
+
+def shortest(value: float) -> float:
+    """A float32 as the shortest decimal that reads back to the same float32 (0.93, not 0.9300000071525574)."""
+    return float(str(np.float32(value)))
+
+
+def _integer(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{what} must be an integer, got {text!r}") from None
+
+
+def _json_object(data: memoryview) -> dict[str, Any]:
+    try:
+        value = json.loads(bytes(data))
+    except UnicodeDecodeError:
+        raise ValueError(f"the inference request is not UTF-8 JSON (binary data needs the {HEADER_LENGTH} header)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the inference request is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ValueError("the inference request JSON is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ValueError("the inference request must be a JSON object with 'inputs'")
+    return value
+
+
+def _parameters(item: dict[str, Any]) -> dict[str, Any]:
+    parameters = item.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ValueError("'parameters' must be a JSON object")
+    return parameters
+
+
+def _outputs(asked: Any, binary: bool) -> list[Output]:
+    if asked is None:
+        return [Output(name, binary) for name in OUTPUTS]
+    if not isinstance(asked, list) or not asked or not all(isinstance(o, dict) for o in asked):
+        raise ValueError("'outputs' must be a non-empty list of objects with a 'name' (leave it out for every output)")
+    outputs = []
+    for item in asked:
+        if item.get("name") not in OUTPUTS:
+            raise ValueError(f"unknown output {item.get('name')!r}; this model's outputs are {', '.join(map(repr, OUTPUTS))}")
+        parameters = _parameters(item)
+        classes = parameters.get("classification", 0)
+        if type(classes) is not int or classes < 0 or (classes and item["name"] != OUTPUT_SCORES):
+            raise ValueError(f"'classification' must be a non-negative integer, on the {OUTPUT_SCORES!r} output only")
+        outputs.append(Output(item["name"], parameters.get("binary_data", binary) is True, min(classes, 2)))
+    return outputs
+
+
+def _binary_part(tensor: dict[str, Any], binary: memoryview) -> memoryview | None:
+    """The input's raw bytes from the binary extension, or None when its ``data`` is in the JSON."""
+    size = _parameters(tensor).get("binary_data_size")
+    if size is None and "data" in tensor:
+        if len(binary):
+            raise ValueError(f"{len(binary)} unexpected bytes of binary data after the JSON")
+        return None
+    if "data" in tensor:
+        raise ValueError(f"input {INPUT_NAME!r} has both 'data' and binary data")
+    if size is not None and (type(size) is not int or size != len(binary)):
+        raise ValueError(f"input {INPUT_NAME!r}: binary_data_size is {size}, but {len(binary)} bytes follow the JSON")
+    if not len(binary):
+        raise ValueError(f"input {INPUT_NAME!r} has no 'data' and no binary data")
+    return binary
+
+
+def _pixels(shape: list[int], data: Any, raw: memoryview | None, info: ModelInfo) -> np.ndarray:
+    expected = [info.input_height, info.input_width, 3]
+    if len(shape) != 4 or shape[1:] != expected:
+        raise ValueError(f"input {INPUT_NAME!r}: UINT8 shape {shape} does not match the model's [N, "
+                         f"{', '.join(map(str, expected))}] (resize with the model's preprocessing, or send files as BYTES)")
+    size = math.prod(shape)
+    if raw is not None:
+        if len(raw) != size:
+            raise ValueError(f"input {INPUT_NAME!r}: {len(raw)} bytes of binary data for UINT8 {shape}, which needs {size}")
+        return np.frombuffer(raw, np.uint8).reshape(shape)  # a view of the body, not a copy
+    values = _flat(data)
+    if len(values) != size:
+        raise ValueError(f"input {INPUT_NAME!r}: {len(values)} values for UINT8 {shape}, which needs {size}")
+    try:
+        array = np.array(values)
+    except (TypeError, ValueError, OverflowError):
+        array = np.array(["not a number"])
+    if size and (array.dtype.kind not in "iu" or array.min() < 0 or array.max() > 255):
+        raise ValueError(f"input {INPUT_NAME!r}: UINT8 data must be integers 0-255")
+    return array.astype(np.uint8).reshape(shape)
+
+
+def _flat(data: Any) -> list:
+    """``data`` flat or nested, flattened in row-major order, without recursion."""
+    if not isinstance(data, list):
+        raise ValueError(f"input {INPUT_NAME!r}: 'data' must be a list")
+    flat, stack = [], [iter(data)]
+    while stack:
+        item = next(stack[-1], stack)
+        if item is stack:
+            stack.pop()
+        elif isinstance(item, list):
+            stack.append(iter(item))
+        else:
+            flat.append(item)
+    return flat
+
+
+def _split_bytes(raw: memoryview, count: int) -> list[bytes]:
+    """BYTES in the binary extension: each element after its 4-byte little-endian length, or one bare file."""
+    items, offset = [], 0
+    while offset + 4 <= len(raw):
+        (length,) = struct.unpack_from("<I", raw, offset)
+        if offset + 4 + length > len(raw):
+            break
+        items.append(bytes(raw[offset + 4 : offset + 4 + length]))
+        offset += 4 + length
+    if offset == len(raw) and len(items) == count:
+        return items
+    if count == 1:  # an image file never starts with 4 bytes that happen to give its own remaining length
+        return [bytes(raw)]
+    raise ValueError(f"input {INPUT_NAME!r}: the binary BYTES data does not hold {count} length-prefixed elements")
+
+
+def _base64_files(data: Any, count: int) -> list[bytes]:
+    items = _flat(data)
+    if len(items) != count:
+        raise ValueError(f"input {INPUT_NAME!r}: {len(items)} BYTES elements for a shape of {count}")
+    files = []
+    for index, item in enumerate(items):
+        text = item.get("b64") if isinstance(item, dict) else item
+        try:
+            text = text.strip() + "=" * (-len(text.strip()) % 4)
+            files.append(base64.urlsafe_b64decode(text) if "-" in text or "_" in text
+                         else base64.b64decode(text, validate=True))
+        except (AttributeError, TypeError, binascii.Error, ValueError):
+            raise ValueError(f"input {INPUT_NAME!r}: BYTES element {index} is not base64 (in JSON, image files travel "
+                             "base64-encoded; raw bytes need the binary extension)") from None
+    return files
