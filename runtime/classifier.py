@@ -23,10 +23,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from .backends import Backend, cache_dir as resolve_cache_dir, open_backend
-from .console import one_line
+from .console import attempt
 from .files import Candidate
 from .locate import resolve_model
-from .preprocess import ImageDecodeError, ImageSource, preprocess
+from .preprocess import ImageSource, preprocess
 
 # Images a worker decodes, then infers, in turn: decoding and inference evict each other's data from the CPU
 # caches, and taking turns per chunk rather than per image keeps both warm (benchmarks/results/infer-speed*.md).
@@ -201,12 +201,12 @@ class EmotionClassifier:
 
     def _decode(self, item: Any) -> tuple[Any, np.ndarray | None, str | None]:
         if isinstance(item, Candidate):
-            return (item.path, None, item.error) if item.error else (item.path, *_attempt(self.preprocess, item.path))
-        return (item if isinstance(item, (str, os.PathLike)) else None, *_attempt(self.preprocess, item))
+            return (item.path, None, item.error) if item.error else (item.path, *attempt(self.preprocess, item.path))
+        return (item if isinstance(item, (str, os.PathLike)) else None, *attempt(self.preprocess, item))
 
     def _infer(self, path: Any, image: np.ndarray | None, error: str | None) -> Prediction:
         if error is None:
-            probability, error = _attempt(self.backend.infer, image)
+            probability, error = attempt(self.backend.infer, image)
         if error is not None:
             return Prediction(None, None, path, error)
         return Prediction(self.info.label_for(probability), probability, path)
@@ -222,14 +222,3 @@ class EmotionClassifier:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-
-def _attempt(step: Callable[[Any], Any], value: Any) -> tuple[Any, str | None]:
-    """``(step(value), None)``, or ``(None, the one-line reason it failed)``."""
-    try:
-        return step(value), None
-    except ImageDecodeError as exc:
-        return None, str(exc)
-    except MemoryError:
-        return None, "out of memory while decoding"
-    except Exception as exc:  # one item's failure must not stop the stream
-        return None, one_line(exc)

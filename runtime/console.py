@@ -32,6 +32,21 @@ def one_line(exc: BaseException) -> str:
     return (useful or lines or [type(exc).__name__])[-1].rstrip(".")
 
 
+def attempt(step: Callable[[Any], Any], value: Any) -> tuple[Any, str | None]:
+    """``(step(value), None)``, or ``(None, the one-line reason it failed)``: one item's failure, reported
+    with that item, never stops a stream of them."""
+    from .preprocess import ImageDecodeError
+
+    try:
+        return step(value), None
+    except ImageDecodeError as exc:
+        return None, str(exc)
+    except MemoryError:
+        return None, "out of memory while decoding"
+    except Exception as exc:
+        return None, one_line(exc)
+
+
 def guard(*expected: type[BaseException], prog: str | None = None) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Run a command's ``main`` on the shared error path.
 

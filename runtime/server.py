@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import kserve
 from .classifier import EmotionClassifier, Prediction
-from .console import one_line
+from .console import attempt, one_line
 from .preprocess import ImageDecodeError, open_image
 
 log = logging.getLogger("emotion.serve")
@@ -93,51 +93,36 @@ class Server:
         if len(sources) > self.settings.max_batch:
             raise HTTPException(413, f"{len(sources)} images in one request; this server takes at most "
                                      f"{self.settings.max_batch} (--max-batch)")
-        opened = [source if isinstance(source, np.ndarray) else _opened(source, self.classifier) for source in sources]
-        with self.admit(sum(map(_pixels, opened))):
+        # Headers only, here: decoding is the workers' job, and what it will cost decides admission.
+        opened = [(source, None) if isinstance(source, np.ndarray) else
+                  attempt(lambda s: open_image(s, self.classifier.spec), source) for source in sources]
+        with self.admit(sum(x.shape[0] * x.shape[1] if isinstance(x, np.ndarray) else x.width * x.height
+                            for x, error in opened if error is None)):
             self.counts["images"] += len(sources)
-            jobs = [_failed(image) if isinstance(image, str) else self._infer(image) for image in opened]
             try:
-                return await asyncio.wait_for(asyncio.gather(*jobs), self.settings.timeout)
+                return await asyncio.wait_for(asyncio.gather(*(self._infer(*item) for item in opened)), self.settings.timeout)
             except asyncio.TimeoutError:
                 self.counts["timeouts"] += 1
                 raise HTTPException(504, f"no answer within {self.settings.timeout:g} s (--timeout); the request "
                                          "was cancelled") from None
 
-    async def _infer(self, image: Any) -> Prediction:
-        try:
-            return await asyncio.wrap_future(self.classifier.submit(image))
-        except ImageDecodeError as exc:
-            return Prediction(None, None, None, str(exc))
-        except RuntimeError as exc:
-            if "closed" in str(exc):
-                raise HTTPException(503, "the server is shutting down") from None
-            return Prediction(None, None, None, one_line(exc))
+    async def _infer(self, image: Any, error: str | None) -> Prediction:
+        if error is None:
+            try:
+                return await asyncio.wrap_future(self.classifier.submit(image))
+            except RuntimeError as exc:
+                if self.classifier.backend.closed:
+                    raise HTTPException(503, "the server is shutting down", headers={"Retry-After": "1"}) from None
+                error = one_line(exc)
+            except ImageDecodeError as exc:
+                error = str(exc)
+        return Prediction(None, None, None, error)
 
     def check_model(self, name: str, model_version: str | None = None) -> None:
         if name != self.info.name:
             raise HTTPException(404, f"unknown model {name!r}; this server serves {self.info.name!r}")
         if model_version not in (None, self.info.version):
             raise HTTPException(404, f"model {name!r} has no version {model_version!r}; it serves {self.info.version!r}")
-
-
-def _opened(source: Any, classifier: EmotionClassifier) -> Any:
-    """The image opened from its header (decoding is the workers' job), or the reason it cannot be."""
-    try:
-        return open_image(source, classifier.spec)
-    except ImageDecodeError as exc:
-        return str(exc)
-
-
-def _pixels(image: Any) -> int:
-    """The decode work an opened image costs: its pixels (an array's height x width; nothing for an error)."""
-    if isinstance(image, str):
-        return 0
-    return image.shape[0] * image.shape[1] if isinstance(image, np.ndarray) else image.width * image.height
-
-
-async def _failed(reason: str) -> Prediction:
-    return Prediction(None, None, None, reason)
 
 
 def _server(request: Request) -> Server:
