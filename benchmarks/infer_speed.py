@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from emotion.runtime import atomic
+from emotion.train import atomic
 
 from . import coldstart
 from .hardware import hardware_markdown, hardware_report

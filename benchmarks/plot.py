@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from emotion.runtime import atomic
+from emotion.train import atomic
 
 
 _LABEL_OFFSETS = ((0, 9), (0, -16), (0, 22), (0, -29), (0, 35), (0, -42))

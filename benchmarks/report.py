@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from emotion.runtime import atomic
+from emotion.train import atomic
 
 from .hardware import hardware_markdown
 

@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from emotion.runtime import atomic  # noqa: E402
+from emotion.train import atomic  # noqa: E402
 from emotion.runtime.preprocess import PreprocessSpec  # noqa: E402
 
 

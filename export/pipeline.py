@@ -3,7 +3,7 @@
 Order of work, cheapest checks first so a mistake costs seconds, not a TensorFlow import:
 arguments and paths -> load the Keras model (one sigmoid output?) -> read images -> ONNX -> IRs -> INT8 ->
 verification -> report. Everything is written inside a hidden temporary sibling of ``out_dir`` that is renamed
-into place only at the end (:func:`emotion.runtime.atomic.atomic_directory`); intermediate files that are not
+into place only at the end (:func:`emotion.train.atomic.atomic_directory`); intermediate files that are not
 shipped (the float core ONNX, an FP32 IR that was not asked for but is needed to quantize and to check
 parity) live in a separate temporary folder that is always removed.
 """
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from emotion.runtime.atomic import atomic_directory, write_text
+from emotion.train.atomic import atomic_directory, write_text
 
 from .common import (
     DEFAULT_CALIBRATION_SIZE,

@@ -74,7 +74,10 @@ def parse_request(body: bytearray, header_length: str | None, info: ModelInfo) -
 
     With a header length of 0 the whole body is one encoded image file, as OpenVINO Model Server allows.
     """
-    size = len(body) if header_length is None else _integer(header_length, HEADER_LENGTH)
+    try:
+        size = len(body) if header_length is None else int(header_length)
+    except ValueError:
+        raise ValueError(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
     if not 0 <= size <= len(body):
         raise ValueError(f"{HEADER_LENGTH} is {size}, but the body has {len(body)} bytes")
     if size == 0 and header_length is not None:
@@ -134,13 +137,6 @@ def encode_response(request: InferRequest, probabilities: np.ndarray, info: Mode
 def shortest(value: float) -> float:
     """A float32 as the shortest decimal that reads back to the same float32 (0.93, not 0.9300000071525574)."""
     return float(str(np.float32(value)))
-
-
-def _integer(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{what} must be an integer, got {text!r}") from None
 
 
 def _json_object(data: memoryview) -> dict[str, Any]:
@@ -210,29 +206,19 @@ def _pixels(shape: list[int], data: Any, raw: memoryview | None, info: ModelInfo
     values = _flat(data)
     if len(values) != size:
         raise ValueError(f"input {INPUT_NAME!r}: {len(values)} values for UINT8 {shape}, which needs {size}")
-    try:
-        array = np.array(values)
-    except (TypeError, ValueError, OverflowError):
-        array = np.array(["not a number"])
-    if size and (array.dtype.kind not in "iu" or array.min() < 0 or array.max() > 255):
+    if size and (values.dtype.kind not in "iu" or values.min() < 0 or values.max() > 255):
         raise ValueError(f"input {INPUT_NAME!r}: UINT8 data must be integers 0-255")
-    return array.astype(np.uint8).reshape(shape)
+    return values.astype(np.uint8).reshape(shape)
 
 
-def _flat(data: Any) -> list:
-    """``data`` flat or nested, flattened in row-major order, without recursion."""
-    if not isinstance(data, list):
-        raise ValueError(f"input {INPUT_NAME!r}: 'data' must be a list")
-    flat, stack = [], [iter(data)]
-    while stack:
-        item = next(stack[-1], stack)
-        if item is stack:
-            stack.pop()
-        elif isinstance(item, list):
-            stack.append(iter(item))
-        else:
-            flat.append(item)
-    return flat
+def _flat(data: Any, dtype: Any = None) -> np.ndarray:
+    """JSON ``data``, flat or evenly nested, as a flat array in row-major order."""
+    try:
+        if isinstance(data, list):
+            return np.array(data, dtype=dtype).ravel()
+    except (TypeError, ValueError, OverflowError):
+        pass
+    raise ValueError(f"input {INPUT_NAME!r}: 'data' must be a list of values, flat or evenly nested")
 
 
 def _split_bytes(raw: memoryview, count: int) -> list[bytes]:
@@ -252,7 +238,7 @@ def _split_bytes(raw: memoryview, count: int) -> list[bytes]:
 
 
 def _base64_files(data: Any, count: int) -> list[bytes]:
-    items = _flat(data)
+    items = _flat(data, object)
     if len(items) != count:
         raise ValueError(f"input {INPUT_NAME!r}: {len(items)} BYTES elements for a shape of {count}")
     files = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Iterator
@@ -60,15 +59,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class Server:
-    """What the routes share: the classifier, the limits, the pixels admitted and the counts."""
+    """What the routes share: the classifier, the limits and the pixels admitted."""
 
     def __init__(self, classifier: EmotionClassifier, settings: ServeSettings) -> None:
         self.classifier, self.settings = classifier, settings
         self.info = classifier.info.replace(name=settings.model_name or classifier.info.name)
         self.pixels = 0  # admitted and not yet answered; touched on the event loop only
         self.ready = False
-        self.counts = {"requests": 0, "images": 0, "rejected_busy": 0, "timeouts": 0}
-        self.started = time.time()
 
     @contextlib.contextmanager
     def admit(self, pixels: int) -> Iterator[None]:
@@ -78,11 +75,9 @@ class Server:
             raise HTTPException(413, f"the images hold {pixels / 1e6:.1f} Mpx; this server takes at most "
                                      f"{settings.max_request_pixels / 1e6:g} Mpx in one request (--max-request-megapixels)")
         if not self.ready or self.pixels + pixels > settings.max_pixels:
-            self.counts["rejected_busy"] += self.ready
             raise HTTPException(503, "server busy; retry shortly" if self.ready else "the server is shutting down",
                                 headers={"Retry-After": "1"})
         self.pixels += pixels
-        self.counts["requests"] += 1
         try:
             yield
         finally:
@@ -98,11 +93,9 @@ class Server:
                   attempt(lambda s: open_image(s, self.classifier.spec), source) for source in sources]
         with self.admit(sum(x.shape[0] * x.shape[1] if isinstance(x, np.ndarray) else x.width * x.height
                             for x, error in opened if error is None)):
-            self.counts["images"] += len(sources)
             try:
                 return await asyncio.wait_for(asyncio.gather(*(self._infer(*item) for item in opened)), self.settings.timeout)
             except asyncio.TimeoutError:
-                self.counts["timeouts"] += 1
                 raise HTTPException(504, f"no answer within {self.settings.timeout:g} s (--timeout); the request "
                                          "was cancelled") from None
 
@@ -149,8 +142,7 @@ async def predict(request: Request, data: list[UploadFile] | None = File(None, d
     predictions = await server.classify(contents)
     info = server.info
     shared = {"threshold": info.threshold, "labels": list(info.labels), "model": {"name": info.name, "version": info.version}}
-    results = [{"filename": name, "label": p.label,
-                "probability": None if p.probability is None else kserve.shortest(p.probability), "error": p.error}
+    results = [{"filename": name, **{k: v for k, v in p.to_dict().items() if k != "path"}}
                for name, p in zip(names, predictions)]
     if len(results) == 1:
         if results[0]["error"]:
@@ -160,18 +152,6 @@ async def predict(request: Request, data: list[UploadFile] | None = File(None, d
         return JSONResponse({"error": f"none of the {len(results)} files could be classified", "results": results,
                              **shared}, 400)
     return {"results": results, **shared}
-
-
-@predict_router.get("/", include_in_schema=False)
-async def root(server: Server = Depends(_server)) -> dict[str, Any]:
-    info, settings = server.info, server.settings
-    return {"service": "emotion-serve", "version": _version(), "model": {
-                "name": info.name, "version": info.version, "labels": list(info.labels), "threshold": info.threshold,
-                "input_size": [info.input_height, info.input_width]},
-            "limits": {k: getattr(settings, k) for k in ("max_upload_bytes", "read_timeout", "timeout", "max_batch",
-                                                         "max_request_pixels", "max_pixels")},
-            "pixels_in_progress": server.pixels, "counts": server.counts,
-            "uptime_seconds": round(time.time() - server.started, 1)}
 
 
 @kserve_router.get("/health/live")

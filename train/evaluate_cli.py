@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from emotion.runtime import atomic
+from emotion.train import atomic
 from emotion.runtime.console import guard, print_json
 
 from .data import MANIFEST_NAME, DataError, load_dataset, load_images, read_manifest

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion.runtime import atomic
+from emotion.train import atomic
 from emotion.runtime.metadata import ModelInfo
 from emotion.runtime.preprocess import DEFAULT_RESIZE_FILTER, PreprocessSpec
 
