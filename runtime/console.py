@@ -6,13 +6,15 @@ the same clean-up (atomic outputs removed, models closed), because both arrive a
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
 import signal
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # argparse is imported by the commands, not by the runtime's library path
+    import argparse
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
@@ -89,6 +91,8 @@ def _terminate(signum: int, frame: Any) -> None:
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1."""
     if not text.strip().isdigit() or int(text) < 1:
+        import argparse  # the error path only: the library path of the runtime does not import argparse
+
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
 
@@ -100,6 +104,8 @@ def positive_float(text: str) -> float:
     except ValueError:
         value = 0.0
     if not 0 < value < float("inf"):
+        import argparse
+
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
