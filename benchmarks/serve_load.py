@@ -128,15 +128,15 @@ class ServerProcess:
         return self.process.returncode
 
 
-def wait_ready(url: str, seconds: float = 60) -> dict[str, Any]:
+def wait_ready(url: str, name: str, seconds: float = 60) -> dict[str, Any]:
+    """The served model's KServe metadata, once the server answers ready."""
     import httpx
 
     deadline = time.monotonic() + seconds
     while True:
         try:
-            response = httpx.get(url + "/", timeout=5)
-            if response.status_code == 200:
-                return response.json()
+            if httpx.get(url + "/v2/health/ready", timeout=5).status_code == 200:
+                return httpx.get(f"{url}/v2/models/{name}", timeout=5).json()
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
@@ -337,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="serve_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model for the server and the in-process baseline (default: emotion-serve's)")
     parser.add_argument("--variant", choices=("fp32", "fp16", "int8"), default=None, help="export variant")
+    parser.add_argument("--model-name", help="the served model's name (default: the model's own, else emotion)")
     parser.add_argument("--url", help="use this running server instead of starting one (no in-process baseline unless --model)")
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help=f"folder of JPEGs (default: {DEFAULT_IMAGES})")
     parser.add_argument("--files", type=int, default=64, help="distinct files to cycle through (default: 64)")
@@ -386,8 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         server = ServerProcess(model, extra)
     url = args.url or server.url
     try:
-        about = wait_ready(url)
-        name = about["model"]["name"]
+        name = args.model_name or ((baseline or {}).get("model") or {}).get("name") or "emotion"
+        about = wait_ready(url, name)
         protocols = ["predict", "kserve"] if args.protocol == "both" else [args.protocol]
         results = []
         for protocol in protocols:
@@ -401,7 +402,6 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 results.append(level)
-        server_info = httpx_get_json(url + "/")
     finally:
         status = server.stop() if server is not None else None
 
@@ -409,11 +409,10 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "model": model or url,
-        "model_info": (baseline or {}).get("model") or {"name": about["model"]["name"], "version": about["model"]["version"],
-                                                         "input_size": about["model"]["input_size"]},
+        "model_info": (baseline or {}).get("model") or {"name": about["name"], "version": about["versions"][0],
+                                                         "input_size": about["inputs"][0]["shape"][1:3]},
         "server_banner": " ".join(line.replace("emotion-serve: ", "") for line in (server.banner if server else [])[:1]) or url,
         "server_exit_status": status,
-        "server_counts": server_info.get("counts"),
         "images": source,
         "client_library": library,
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
