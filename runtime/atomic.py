@@ -26,10 +26,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the file the permissions open() would
-    binary = "b" in mode
+    text = {} if "b" in mode else {"encoding": encoding, "errors": "surrogateescape"}
     try:
-        with os.fdopen(fd, mode, encoding=None if binary else encoding,
-                       errors=None if binary else "surrogateescape") as handle:
+        with os.fdopen(fd, mode, **text) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

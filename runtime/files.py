@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 # JPEG 2000, PNM.
 SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF",
               b"\x00\x00\x00\x0cjP  ", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".ppm", ".pgm", ".pbm"}
+IMAGE_EXTENSIONS = set(".jpg .jpeg .jpe .png .gif .bmp .tif .tiff .webp .jp2 .ppm .pgm .pbm".split())
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,8 @@ class ModelInfo:
             raise ModelLoadError("the model has no emotion-edge metadata (rt_info 'model_info' / ONNX "
                                  "metadata_props); export it with emotion-export")
         if values[FORMAT_KEY] != FORMAT_VERSION or values.get("layout", "NHWC") != "NHWC":
-            raise ModelLoadError(f"metadata format {values[FORMAT_KEY]!r} is not supported (expected {FORMAT_VERSION}, NHWC)")
+            raise ModelLoadError(f"metadata format {values[FORMAT_KEY]!r} is not supported "
+                                 f"(expected {FORMAT_VERSION}, NHWC)")
         parsed = {}
         for f in fields(cls):
             key = f.metadata["key"]
