@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import io
 import json
 import os
 import sys
@@ -24,7 +23,8 @@ from tqdm import tqdm
 
 from .atomic import atomic_open
 from .classifier import EmotionClassifier, Prediction
-from .console import EXIT_OK, EXIT_PARTIAL, UsageError, add_model_options, guard, load_classifier
+from .console import (EXIT_OK, EXIT_PARTIAL, UsageError, add_model_options, display_path, guard, load_classifier,
+                      model_line)
 from .files import discover
 
 OUTPUT_KINDS = (".csv", ".jsonl", ".json")
@@ -33,7 +33,7 @@ COLUMNS = ("path", "label", "probability", "error")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="emotion-infer", description="Classify images as Positive or Negative with an exported emotion-edge model.",
+        prog="emotion-infer", description="Classify images as Positive or Negative with an exported model.",
         epilog="Exit status: 0 all classified, 1 some files failed (the rest are still reported), 2 usage or model "
                "error, 130 interrupted (143 on SIGTERM).")
     parser.add_argument("paths", nargs="+", metavar="PATH",
@@ -69,7 +69,7 @@ def check_output(output: str | None) -> None:
 def report(predictions: Any, model: dict[str, Any], args: argparse.Namespace) -> int:
     """Show and write ``predictions`` as ``emotion-infer`` does; the exit status (1 when some files failed)."""
     try:
-        with atomic_open(args.output, "wb") if args.output else contextlib.nullcontext() as handle:
+        with atomic_open(args.output) if args.output else contextlib.nullcontext() as handle:
             return _report(predictions, model, args, handle)
     except BrokenPipeError:  # `emotion-infer photos/ | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -78,22 +78,19 @@ def report(predictions: Any, model: dict[str, Any], args: argparse.Namespace) ->
         raise UsageError(f"cannot write {args.output or 'the results'}: {exc.strerror or exc}") from None
 
 
-def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, handle: IO[bytes] | None) -> int:
+def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, handle: IO[str] | None) -> int:
     bar = tqdm(desc="classifying", unit="img", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False,
                dynamic_ncols=True)
 
     def say(stream: IO, text: str) -> None:
         bar.write(text, file=stream) if not bar.disable and stream.isatty() else print(text, file=stream)
 
-    writers = [Writer(lambda text: handle.write(text.encode("utf-8", "surrogateescape")), Path(args.output).suffix.lower(),
-                      model)] if handle else []
+    writers = [Writer(handle.write, Path(args.output).suffix.lower(), model)] if handle else []
     if args.json:
         utf8 = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8"
         writers.append(Writer(sys.stdout.write, ".json", model, ascii_only=not utf8))
     if not args.quiet:
-        say(sys.stderr, f"emotion-infer: model {model['name']} v{model['version']} ({model['model_precision']}) from "
-                        f"{display_path(model['path'])}: {model['backend']} {model['device']} {model['precision']}, "
-                        f"{model['mode']}, {model['workers']} workers")
+        say(sys.stderr, f"emotion-infer: {model_line(model)}")
     table = not (args.json or args.quiet)
     width = max(len(label) for label in model["labels"] + ["label"])
     if table:
@@ -104,7 +101,8 @@ def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, h
         if prediction.ok:
             counts[prediction.label] += 1
             if table:
-                say(sys.stdout, f"{prediction.label:<{width}}  {prediction.probability:11.4f}  {display_path(prediction.path)}")
+                say(sys.stdout,
+                    f"{prediction.label:<{width}}  {prediction.probability:11.4f}  {display_path(prediction.path)}")
         else:
             errors += 1
             say(sys.stderr, f"emotion-infer: {display_path(prediction.path)}: {prediction.error}")
@@ -135,18 +133,20 @@ class Writer:
 
     def __init__(self, write: Callable[[str], Any], kind: str, model: dict[str, Any], ascii_only: bool = False) -> None:
         self.write, self.kind, self.ascii_only, self.count = write, kind, ascii_only, 0
+        self.rows = csv.writer(self, lineterminator="\n")  # it hands each row to self.write
         if kind == ".csv":
-            self._csv(COLUMNS)
+            self.rows.writerow(COLUMNS)
         elif kind == ".json":
             write('{"model": ' + self._json(model) + ', "results": [')
 
     def add(self, prediction: Prediction) -> None:
         record = prediction.to_dict()
         if self.kind == ".csv":
-            self._csv(["" if record[c] is None else record[c] for c in COLUMNS])
+            self.rows.writerow([record[c] for c in COLUMNS])  # None as an empty field
+        elif self.kind == ".jsonl":
+            self.write(self._json(record) + "\n")
         else:
-            self.write(("" if self.kind == ".jsonl" else ",\n  " if self.count else "\n  ") + self._json(record)
-                       + ("\n" if self.kind == ".jsonl" else ""))
+            self.write((",\n  " if self.count else "\n  ") + self._json(record))
         self.count += 1
 
     def finish(self, summary: dict[str, Any]) -> None:
@@ -155,16 +155,6 @@ class Writer:
 
     def _json(self, value: Any) -> str:
         return json.dumps(value, ensure_ascii=self.ascii_only).encode("utf-8", "backslashreplace").decode("utf-8")
-
-    def _csv(self, values: Any) -> None:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
-        self.write(buffer.getvalue())
-
-
-def display_path(path: Any) -> str:
-    """A path for people: bytes that are not UTF-8 shown as ``\\xe9`` escapes (never an encoding error)."""
-    return "-" if path is None else os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,8 @@ import contextlib
 import socket
 import sys
 
-from .console import EXIT_OK, UsageError, add_model_options, guard, load_classifier, positive_float, positive_int
+from .console import (EXIT_OK, UsageError, add_model_options, guard, load_classifier, model_line, positive_float,
+                      positive_int)
 
 PROG = "emotion-serve"
 
@@ -74,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
         host, port = sock.getsockname()[:2]
         host, model = f"[{host}]" if ":" in host else host, classifier.describe()
-        print(f"{PROG}: model {model['name']} v{model['version']} ({model['model_precision']}) from {model['path']}: "
-              f"{model['backend']} {model['device']} {model['precision']}, {model['mode']}, {model['workers']} workers\n"
-              f"{PROG}: listening on http://{host}:{port} (POST /predict, "
+        print(f"{PROG}: {model_line(model)}\n{PROG}: listening on http://{host}:{port} (POST /predict, "
               f"/v2/models/{args.model_name or model['name']}/infer)", file=sys.stderr, flush=True)
         # uvicorn handles SIGINT and SIGTERM: it drains requests in progress, the lifespan closes the model, and
         # then it raises the signal again, which is how this command stops normally.
