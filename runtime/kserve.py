@@ -103,8 +103,8 @@ def parse_request(body: bytearray, header_length: str | None, info: ModelInfo) -
         count = math.prod(shape)
         files = _split_bytes(raw, count) if raw is not None else _base64_files(tensor.get("data"), count)
         return InferRequest(request.get("id"), outputs, files=files)
-    raise ValueError(f"input {INPUT_NAME!r}: datatype {tensor.get('datatype')!r} is not accepted; send UINT8 "
-                     f"[N, {info.input_height}, {info.input_width}, 3] (decoded, resized RGB) or BYTES [N] (image files)")
+    raise ValueError(f"input {INPUT_NAME!r}: datatype {tensor.get('datatype')!r} is not accepted; send UINT8 [N, "
+                     f"{info.input_height}, {info.input_width}, 3] (decoded, resized RGB) or BYTES [N] (image files)")
 
 
 def encode_response(request: InferRequest, probabilities: np.ndarray, info: ModelInfo) -> tuple[bytes, int | None]:
@@ -143,9 +143,11 @@ def _json_object(data: memoryview) -> dict[str, Any]:
     try:
         value = json.loads(bytes(data))
     except UnicodeDecodeError:
-        raise ValueError(f"the inference request is not UTF-8 JSON (binary data needs the {HEADER_LENGTH} header)") from None
+        raise ValueError("the inference request is not UTF-8 JSON (binary data needs the "
+                         f"{HEADER_LENGTH} header)") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"the inference request is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ValueError(f"the inference request is not valid JSON: {exc.msg} at line {exc.lineno} "
+                         f"column {exc.colno}") from None
     except RecursionError:
         raise ValueError("the inference request JSON is nested too deeply") from None
     if not isinstance(value, dict):
@@ -168,7 +170,8 @@ def _outputs(asked: Any, binary: bool) -> list[Output]:
     outputs = []
     for item in asked:
         if item.get("name") not in OUTPUTS:
-            raise ValueError(f"unknown output {item.get('name')!r}; this model's outputs are {', '.join(map(repr, OUTPUTS))}")
+            raise ValueError(f"unknown output {item.get('name')!r}; this model's outputs are "
+                             f"{', '.join(map(repr, OUTPUTS))}")
         parameters = _parameters(item)
         classes = parameters.get("classification", 0)
         if type(classes) is not int or classes < 0 or (classes and item["name"] != OUTPUT_SCORES):
@@ -197,11 +200,13 @@ def _pixels(shape: list[int], data: Any, raw: memoryview | None, info: ModelInfo
     expected = [info.input_height, info.input_width, 3]
     if len(shape) != 4 or shape[1:] != expected:
         raise ValueError(f"input {INPUT_NAME!r}: UINT8 shape {shape} does not match the model's [N, "
-                         f"{', '.join(map(str, expected))}] (resize with the model's preprocessing, or send files as BYTES)")
+                         f"{', '.join(map(str, expected))}] (resize with the model's preprocessing, "
+                         "or send files as BYTES)")
     size = math.prod(shape)
     if raw is not None:
         if len(raw) != size:
-            raise ValueError(f"input {INPUT_NAME!r}: {len(raw)} bytes of binary data for UINT8 {shape}, which needs {size}")
+            raise ValueError(f"input {INPUT_NAME!r}: {len(raw)} bytes of binary data for UINT8 {shape}, "
+                             f"which needs {size}")
         return np.frombuffer(raw, np.uint8).reshape(shape)  # a view of the body, not a copy
     values = _flat(data)
     if len(values) != size:

@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Serve an exported emotion-edge model: POST /predict and the KServe v2 REST API.",
         epilog="Exit status: 0 stopped normally (Ctrl-C, SIGTERM), 2 usage, model or address error.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0: any free port)")
     parser.add_argument("--max-upload-mb", type=positive_float, default=20.0, metavar="MB",
                         help="largest request body, in MiB; larger ones get 413 (default: 20)")
@@ -30,9 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
                         help="seconds to answer once the body is in; then 504 (default: 30)")
     parser.add_argument("--max-batch", type=positive_int, default=64, metavar="N",
-                        help="images in one request (files in /predict, N in a KServe tensor); more get 413 (default: 64)")
+                        help="images in one request (files in /predict, N of a KServe tensor); more get 413 "
+                             "(default: 64)")
     parser.add_argument("--max-request-megapixels", type=positive_float, default=64.0, metavar="MP",
-                        help="pixels one request may ask to decode, from the images' headers; more get 413 (default: 64)")
+                        help="pixels one request may ask to decode, from the images' headers; more get 413 "
+                             "(default: 64)")
     parser.add_argument("--max-megapixels", type=positive_float, default=256.0, metavar="MP",
                         help="pixels of work the server takes on at once; past it requests get 503 (default: 256)")
     parser.add_argument("--model-name", metavar="NAME",
@@ -47,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket. Made with ``IPPROTO_TCP`` because asyncio sets ``TCP_NODELAY`` only on such
     connections; without it, Nagle's algorithm and delayed ACKs add 40 ms to every keep-alive response."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(address)
@@ -63,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from .server import ServeSettings, create_app
     except ImportError as exc:
-        raise UsageError(f"{exc.name} is missing: install the serve extra (pip install 'emotion-edge[serve]')") from None
+        raise UsageError(f"{exc.name} is missing: install the serve extra "
+                         "(pip install 'emotion-edge[serve]')") from None
     settings = ServeSettings(
         max_upload_bytes=int(args.max_upload_mb * 2**20), read_timeout=args.read_timeout, timeout=args.timeout,
         max_batch=args.max_batch, max_request_pixels=int(args.max_request_megapixels * 1e6),

@@ -54,7 +54,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "not an image, or a malformed request"), (404, "unknown model or version"),
         (408, "the body did not arrive within --read-timeout"),
         (413, "body over --max-upload-mb, over --max-batch images or over --max-request-megapixels"),
-        (503, "busy (Retry-After) or shutting down"), (504, "no answer within --timeout"), ("default", "internal error"))
+        (503, "busy (Retry-After) or shutting down"), (504, "no answer within --timeout"),
+        ("default", "internal error"))
 }
 
 
@@ -73,7 +74,8 @@ class Server:
         settings = self.settings
         if pixels > settings.max_request_pixels:
             raise HTTPException(413, f"the images hold {pixels / 1e6:.1f} Mpx; this server takes at most "
-                                     f"{settings.max_request_pixels / 1e6:g} Mpx in one request (--max-request-megapixels)")
+                                     f"{settings.max_request_pixels / 1e6:g} Mpx in one request "
+                                     "(--max-request-megapixels)")
         if not self.ready or self.pixels + pixels > settings.max_pixels:
             raise HTTPException(503, "server busy; retry shortly" if self.ready else "the server is shutting down",
                                 headers={"Retry-After": "1"})
@@ -94,7 +96,8 @@ class Server:
         with self.admit(sum(x.shape[0] * x.shape[1] if isinstance(x, np.ndarray) else x.width * x.height
                             for x, error in opened if error is None)):
             try:
-                return await asyncio.wait_for(asyncio.gather(*(self._infer(*item) for item in opened)), self.settings.timeout)
+                answers = asyncio.gather(*(self._infer(*item) for item in opened))
+                return await asyncio.wait_for(answers, self.settings.timeout)
             except asyncio.TimeoutError:
                 raise HTTPException(504, f"no answer within {self.settings.timeout:g} s (--timeout); the request "
                                          "was cancelled") from None
@@ -103,19 +106,18 @@ class Server:
         if error is None:
             try:
                 return await asyncio.wrap_future(self.classifier.submit(image))
-            except RuntimeError as exc:
-                if self.classifier.backend.closed:
+            except (RuntimeError, ImageDecodeError) as exc:
+                if not self.ready:  # the model was closed under this request
                     raise HTTPException(503, "the server is shutting down", headers={"Retry-After": "1"}) from None
                 error = one_line(exc)
-            except ImageDecodeError as exc:
-                error = str(exc)
         return Prediction(None, None, None, error)
 
     def check_model(self, name: str, model_version: str | None = None) -> None:
         if name != self.info.name:
             raise HTTPException(404, f"unknown model {name!r}; this server serves {self.info.name!r}")
         if model_version not in (None, self.info.version):
-            raise HTTPException(404, f"model {name!r} has no version {model_version!r}; it serves {self.info.version!r}")
+            raise HTTPException(404, f"model {name!r} has no version {model_version!r}; "
+                                     f"it serves {self.info.version!r}")
 
 
 def _server(request: Request) -> Server:
@@ -136,12 +138,15 @@ async def predict(request: Request, data: list[UploadFile] | None = File(None, d
     elif kind.startswith(("image/", "application/octet-stream")):
         names, contents = [None], [await request.body()]
     else:
-        sent = f" (multipart fields sent: {', '.join((await request.form()).keys()) or 'none'})" if "multipart/" in kind else ""
+        sent = ""
+        if "multipart/" in kind:
+            sent = f" (multipart fields sent: {', '.join((await request.form()).keys()) or 'none'})"
         raise HTTPException(400, "send the image as multipart/form-data in the field 'data' (curl -F data=@photo.jpg), "
                                  f"or as the raw body with Content-Type image/*{sent}")
     predictions = await server.classify(contents)
     info = server.info
-    shared = {"threshold": info.threshold, "labels": list(info.labels), "model": {"name": info.name, "version": info.version}}
+    shared = {"threshold": info.threshold, "labels": list(info.labels),
+              "model": {"name": info.name, "version": info.version}}
     results = [{"filename": name, **{k: v for k, v in p.to_dict().items() if k != "path"}}
                for name, p in zip(names, predictions)]
     if len(results) == 1:
@@ -171,7 +176,8 @@ async def server_metadata() -> dict[str, Any]:
 
 @kserve_router.get("/models/{name}")
 @kserve_router.get("/models/{name}/versions/{model_version}")
-async def model_metadata(name: str, model_version: str | None = None, server: Server = Depends(_server)) -> dict[str, Any]:
+async def model_metadata(name: str, model_version: str | None = None,
+                         server: Server = Depends(_server)) -> dict[str, Any]:
     server.check_model(name, model_version)
     return kserve.model_metadata(server.info)
 
@@ -191,14 +197,16 @@ async def infer(request: Request, name: str, model_version: str | None = None,
     server.check_model(name, model_version)
     body = await request.body()
     try:
-        parsed = await asyncio.to_thread(kserve.parse_request, body, request.headers.get(kserve.HEADER_LENGTH), server.info)
+        header_length = request.headers.get(kserve.HEADER_LENGTH)
+        parsed = await asyncio.to_thread(kserve.parse_request, body, header_length, server.info)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     predictions = await server.classify(list(parsed.pixels) if parsed.pixels is not None else parsed.files)
     for index, p in enumerate(predictions):
         if p.error:
             raise HTTPException(400, f"input 'image' element {index}: {p.error}")
-    content, header = kserve.encode_response(parsed, np.array([p.probability for p in predictions], np.float32), server.info)
+    probabilities = np.array([p.probability for p in predictions], np.float32)
+    content, header = kserve.encode_response(parsed, probabilities, server.info)
     if header is None:
         return Response(content, media_type="application/json")
     return Response(content, media_type="application/octet-stream", headers={kserve.HEADER_LENGTH: str(header)})
@@ -255,24 +263,25 @@ class BodyLimits:
             return await self.app(scope, receive, send)
         loop = asyncio.get_running_loop()
         deadline, received, complete = loop.time() + self.seconds, 0, False
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        declared = int(dict(scope["headers"]).get(b"content-length", 0))  # a number: the HTTP server checked it
+        too_large = HTTPException(413, f"request body too large; the limit is {self.max_bytes / 2**20:g} MiB "
+                                       "(--max-upload-mb)")
 
         async def limited_receive() -> dict:
             nonlocal received, complete
             if complete:
                 return await receive()
-            if not declared.isdigit() or int(declared) > self.max_bytes or received > self.max_bytes:
-                raise HTTPException(413 if declared.isdigit() else 400, "request body too large; the limit is "
-                                    f"{self.max_bytes / 2**20:g} MiB (--max-upload-mb)" if declared.isdigit() else
-                                    f"invalid Content-Length {declared.decode(errors='replace')!r}")
+            if declared > self.max_bytes:  # refused unread
+                raise too_large
             try:
                 message = await asyncio.wait_for(receive(), deadline - loop.time())
             except asyncio.TimeoutError:
-                raise HTTPException(408, f"the request body did not arrive within {self.seconds:g} s (--read-timeout)") from None
+                raise HTTPException(408, f"the request body did not arrive within {self.seconds:g} s "
+                                         "(--read-timeout)") from None
             received += len(message.get("body", b""))
             complete = message["type"] != "http.request" or not message.get("more_body", False)
-            if received > self.max_bytes:
-                raise HTTPException(413, f"request body too large; the limit is {self.max_bytes / 2**20:g} MiB (--max-upload-mb)")
+            if received > self.max_bytes:  # a body longer than declared, or chunked
+                raise too_large
             return message
 
         await self.app(scope, limited_receive, send)
