@@ -42,8 +42,8 @@ def display_path(path: Any) -> str:
 
 def model_line(model: dict[str, Any]) -> str:
     """How every command announces its model, from :meth:`EmotionClassifier.describe`."""
-    return (f"model {model['name']} v{model['version']} ({model['model_precision']}) from {display_path(model['path'])}"
-            f": {model['backend']} {model['device']} {model['precision']}, {model['mode']}, {model['workers']} workers")
+    return ("model {name} v{version} ({model_precision}) from {where}: {backend} {device} {precision}, {mode}, "
+            "{workers} workers").format(where=display_path(model["path"]), **model)
 
 
 def attempt(step: Callable[[Any], Any], value: Any) -> tuple[Any, str | None]:

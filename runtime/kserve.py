@@ -145,9 +145,8 @@ def _json_object(data: memoryview) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ValueError("the inference request is not UTF-8 JSON (binary data needs the "
                          f"{HEADER_LENGTH} header)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"the inference request is not valid JSON: {exc.msg} at line {exc.lineno} "
-                         f"column {exc.colno}") from None
+    except json.JSONDecodeError as exc:  # its message says where: "Expecting value: line 1 column 1 (char 0)"
+        raise ValueError(f"the inference request is not valid JSON: {exc}") from None
     except RecursionError:
         raise ValueError("the inference request JSON is nested too deeply") from None
     if not isinstance(value, dict):

@@ -116,8 +116,7 @@ class Server:
         if name != self.info.name:
             raise HTTPException(404, f"unknown model {name!r}; this server serves {self.info.name!r}")
         if model_version not in (None, self.info.version):
-            raise HTTPException(404, f"model {name!r} has no version {model_version!r}; "
-                                     f"it serves {self.info.version!r}")
+            raise HTTPException(404, f"model {name!r} has no version {model_version!r} (only {self.info.version!r})")
 
 
 def _server(request: Request) -> Server:
