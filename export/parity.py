@@ -106,6 +106,12 @@ class Check:
                 "limits": asdict(self.limits) if self.limits else None,
                 "parity": asdict(self.parity) if self.parity else None}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Check":
+        """The check that :meth:`to_dict` wrote (reports are rendered from their JSON document)."""
+        return cls(data["format"], Parity(**data["parity"]) if data["parity"] else None,
+                   Limits(**data["limits"]) if data["limits"] else None, Verdict(data["verdict"]), list(data["problems"]))
+
 
 def judge(name: str, parity_class: str, parity: Parity | None, limits: Mapping[str, Limits],
           error: str | None = None) -> Check:
