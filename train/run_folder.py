@@ -29,24 +29,12 @@ class RunFolder:
     path: Path
 
     @property
-    def model_path(self) -> Path:
-        return self.path / MODEL_NAME
-
-    @property
     def split_path(self) -> Path:
         return self.path / MANIFEST_NAME
 
     @property
     def config_path(self) -> Path:
         return self.path / RUN_JSON
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / METRICS_JSON
-
-    @property
-    def history_path(self) -> Path:
-        return self.path / HISTORY_JSON
 
     @classmethod
     def holding(cls, model_path: Path) -> "RunFolder | None":
@@ -59,15 +47,12 @@ class RunFolder:
         """``run.json``: the resolved training options, ``data_root`` and the parameter count.
 
         Raises:
-            DataError: the file is missing or is not a JSON object.
+            DataError: the file is missing or is not JSON.
         """
         try:
-            config = json.loads(self.config_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            return dict(json.loads(self.config_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
             raise DataError(f"{self.config_path} cannot be read ({exc})") from None
-        if not isinstance(config, dict):
-            raise DataError(f"{self.config_path} is not a JSON object")
-        return config
 
     def data_root(self) -> Path:
         """The data folder the run was trained on (``run.json["data_root"]``).
@@ -96,7 +81,7 @@ class RunFolder:
 
     def metrics(self) -> dict[str, Any]:
         """``metrics.json``: validation metrics, dataset report and timings of the training run."""
-        return json.loads(self.metrics_path.read_text(encoding="utf-8"))
+        return json.loads((self.path / METRICS_JSON).read_text(encoding="utf-8"))
 
 
 def locate(path: str | os.PathLike) -> tuple[Path, RunFolder | None]:
