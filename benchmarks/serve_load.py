@@ -133,15 +133,15 @@ class ServerProcess:
         return self.process.returncode
 
 
-def wait_ready(url: str, seconds: float = 60) -> dict[str, Any]:
+def wait_ready(url: str, name: str, seconds: float = 60) -> dict[str, Any]:
+    """The served model's KServe metadata, once the server answers ready."""
     import httpx
 
     deadline = time.monotonic() + seconds
     while True:
         try:
-            response = httpx.get(url + "/", timeout=5)
-            if response.status_code == 200:
-                return response.json()
+            if httpx.get(url + "/v2/health/ready", timeout=5).status_code == 200:
+                return httpx.get(f"{url}/v2/models/{name}", timeout=5).json()
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
@@ -305,6 +305,7 @@ def markdown(report: dict[str, Any]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model for the server and the in-process baseline (default: emotion-serve's)")
     parser.add_argument("--variant", choices=("fp32", "fp16", "int8"), default=None, help="export variant")
+    parser.add_argument("--model-name", help="the served model's name (default: the model's own, else emotion)")
     parser.add_argument("--url", help="use this running server instead of starting one (no in-process baseline unless --model)")
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help=f"folder of JPEGs (default: {DEFAULT_IMAGES})")
     parser.add_argument("--files", type=positive_int, default=64, help="distinct files to cycle through (default: 64)")
@@ -346,8 +347,8 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
     server = ServerProcess(model, extra) if args.url is None else None
     url = args.url or server.url
     try:
-        about = wait_ready(url)
-        name = about["model"]["name"]
+        name = args.model_name or ((baseline or {}).get("model") or {}).get("name") or "emotion"
+        about = wait_ready(url, name)
         results = []
         for protocol in ["predict", "kserve"] if args.protocol == "both" else [args.protocol]:
             asyncio.run(run_level(url, name, 2, 4, files, protocol, 30))  # warm-up
@@ -357,7 +358,8 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
                                                      args.max_seconds)))
     finally:
         status = server.stop() if server is not None else None
-    model_info = (baseline or {}).get("model") or {k: about["model"][k] for k in ("name", "version", "input_size")}
+    model_info = (baseline or {}).get("model") or {"name": about["name"], "version": about["versions"][0],
+                                                   "input_size": about["inputs"][0]["shape"][1:3]}
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "model": model or url, "model_info": model_info,
         "server_banner": (server.banner[0].replace("emotion-serve: ", "") if server and server.banner else url),
