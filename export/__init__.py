@@ -28,8 +28,8 @@ shipped ONNX):
 * outputs, in this order: ``scores`` (N, 2) = [P(Negative), P(Positive)] and ``probability`` (N, 1) =
   P(Positive). ``scores`` comes first because OpenVINO Model API's ClassificationModel reads the *first*
   output; with ``probability`` first it softmaxes a single column and always answers class 0.
-* metadata: :meth:`emotion.runtime.metadata.ModelInfo.to_strings` plus Model API's preprocessing keys
-  (:data:`emotion.export.common.MODEL_API_PREPROCESSING`), in ``rt_info["model_info"]`` of each IR
+* metadata: :meth:`emotion.runtime.metadata.ModelInfo.to_strings` (Model API's preprocessing keys included),
+  in ``rt_info["model_info"]`` of each IR
   (``precision`` set per variant) and in the ONNX ``metadata_props`` (flat keys; the same pairs again under
   ``"model_info <key>"`` keys, the convention Model API reads ONNX metadata with).
 

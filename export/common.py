@@ -19,14 +19,6 @@ IR_XML = "model.xml"
 IR_BIN = "model.bin"
 # OVMS wants numeric version folders; names become folder names and URL parts (KServe /v2/models/<name>).
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# OpenVINO Model API reads these from rt_info. With ``embedded_processing`` false it adds, in memory at load, its
-# own preprocessing in front of our uint8 input: a BGR photo of any size (what ``cv2.imread`` gives) resized to
-# the model's size (OpenCV-style bilinear, aspect ratio not kept, as ours), then turned to RGB. No mean and no
-# scale: the graph divides by 255 itself. The files are unchanged, so emotion.runtime feeds them as before.
-MODEL_API_PREPROCESSING = {
-    "embedded_processing": "False", "reverse_input_channels": "True", "resize_type": "standard",
-    "interpolation_mode": "LINEAR", "mean_values": "", "scale_values": "",
-}
 
 
 class ExportError(Exception):
@@ -94,5 +86,5 @@ class StepTimer:
 
 def metadata_strings(info: ModelInfo, precision: str) -> dict[str, str]:
     """What goes in ``rt_info["model_info"]`` and the ONNX metadata of one variant: :meth:`ModelInfo.to_strings`
-    with ``precision`` set, and Model API's preprocessing keys (:data:`MODEL_API_PREPROCESSING`)."""
-    return {**info.replace(precision=precision).to_strings(), **MODEL_API_PREPROCESSING}
+    with ``precision`` set."""
+    return info.replace(precision=precision).to_strings()

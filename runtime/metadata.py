@@ -23,12 +23,15 @@ RT_INFO_SECTION = "model_info"
 INPUT_NAME = "image"  # the input of every exported model: uint8 NHWC RGB
 OUTPUT_PROBABILITY = "probability"  # (N, 1) P(Positive)
 OUTPUT_SCORES = "scores"  # (N, 2) [P(Negative), P(Positive)], what OpenVINO Model API reads
-# Written for Model API and other readers; constant for every emotion-edge model.
+# Constant for every emotion-edge model. With ``embedded_processing`` false, OpenVINO Model API adds, in memory at
+# load, its own preprocessing in front of the uint8 input: a BGR photo of any size (what cv2.imread gives) resized
+# (OpenCV-style bilinear, aspect ratio not kept, as ours) and turned to RGB; no mean and no scale, the graph
+# divides by 255 itself. The files are unchanged, so emotion.runtime feeds them as before.
 FIXED = {
     "model_type": "Classification", "task_type": "classification", "positive_index": "1", "input_name": INPUT_NAME,
-    "input_dtype": "uint8", "layout": "NHWC", "color_order": "RGB", "reverse_input_channels": "False",
-    "resize_type": "standard", "mean_values": "0 0 0", "scale_values": "255 255 255", "embedded_processing": "True",
-    "output_raw_scores": "True",
+    "input_dtype": "uint8", "layout": "NHWC", "color_order": "RGB", "output_raw_scores": "True",
+    "embedded_processing": "False", "reverse_input_channels": "True", "resize_type": "standard",
+    "interpolation_mode": "LINEAR", "mean_values": "", "scale_values": "",
 }
 
 

@@ -526,7 +526,8 @@ def test_runtime_imports_without_the_serve_extra():
 
 
 def test_openvino_model_api_classifies_through_our_kserve_routes(server, reference, photos):
-    """Model API's OVMSAdapter (the client OpenVINO Model Server users have) reads our metadata and outputs."""
+    """Model API's OVMSAdapter (the client OpenVINO Model Server users have) reads our metadata and outputs. It
+    sends the array as given (it cannot add preprocessing to a remote model): the preprocessed RGB array."""
     pytest.importorskip("model_api")
     from model_api.adapters import OVMSAdapter
     from model_api.models import Model
