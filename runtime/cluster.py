@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import socket
 import threading
 from typing import Any, Iterable, Iterator
@@ -83,10 +84,13 @@ class RayClassifier:
         except ImportError:
             raise UsageError(f"--ray needs Ray Data: {INSTALL}") from None
         options = {"logging_level": logging.ERROR, "log_to_driver": False}
+        handler = signal.getsignal(signal.SIGTERM)
         if address == "local":  # not None: never a cluster that RAY_ADDRESS or an earlier `ray start` points to
             ray.init(address="local", include_dashboard=False, **options)
         else:
             _join(ray, address, options)
+        if signal.getsignal(signal.SIGTERM) is not handler:  # Ray's exits with status 15, past the command's clean-up
+            signal.signal(signal.SIGTERM, handler)
         try:
             context = ray.data.DataContext.get_current()
             context.execution_options.preserve_order = True  # answers in input order
