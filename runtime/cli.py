@@ -110,7 +110,8 @@ def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, h
     if not args.quiet:
         say(sys.stderr, f"emotion-infer: model {model['name']} v{model['version']} ({model['model_precision']}) from "
                         f"{display_path(model['path'])}: {model['backend']} {model['device']} {model['precision']}, "
-                        f"{model['mode']}, {model['workers']} workers")
+                        f"{model['mode']}, {model['workers']} workers" + (" on Ray ({address}: {nodes} nodes, {cpus:g} CPUs, "
+                        "{actors} actors of {actor_threads} threads)".format(**model["ray"]) if "ray" in model else ""))
     table = not (args.json or args.quiet)
     width = max(len(label) for label in model["labels"] + ["label"])
     if table:

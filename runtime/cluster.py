@@ -32,13 +32,13 @@ from .files import Candidate
 from .preprocess import PreprocessSpec, preprocess
 
 INSTALL = "pip install 'emotion-edge[ray]'"
-# Images per Ray Data block, the unit of one decode task and one actor call: large enough to amortise Ray's cost
-# per task and per object, small enough to keep every actor busy (benchmarks/results/ray-speed.md).
+# Images per Ray Data block, the unit of one decode task and one actor call: enough to amortise Ray's cost per task
+# and per object, few enough that the blocks of a folder keep every actor busy.
 BLOCK = 64
-# A decode task asks for half a CPU. Part of its time is reading and Ray's serialisation, and an actor's CPUs idle
-# while it waits for input, so two decode tasks per free CPU keep the cores busy. Asking for other resources than
-# the actors also keeps Ray Data from fusing decoding into them, where it would run before each batch's inference
-# on one thread (github.com/ray-project/ray/issues/54433).
+# A decode task asks for other resources than the actors, which keeps Ray Data from fusing decoding into them, where
+# it would run on one thread before each batch's inference (github.com/ray-project/ray/issues/54433). Half a CPU
+# rather than more: part of its time is reading and Ray's serialisation, and an actor's CPUs idle while it waits
+# for input.
 DECODE_CPUS = 0.5
 CONNECT_TIMEOUT = 30.0  # seconds to reach a running cluster; Ray itself keeps retrying for minutes
 
