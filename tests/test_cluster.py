@@ -125,6 +125,14 @@ def test_without_ray_the_error_names_the_extra(capsys, photos, tiny_export, monk
     assert code == 2 and err == "emotion-infer: error: --ray needs Ray Data: pip install 'emotion-edge[ray]'\n"
 
 
+def test_local_runs_never_import_ray(photos, tiny_export):
+    script = ("import sys; import emotion.runtime.cluster; from emotion.runtime import cli; "
+              "code = cli.main(sys.argv[1:]); print(code, sorted({'ray', 'pyarrow'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", script, photos, "--model", tiny_export, "--quiet", "--no-cache"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout == "0 []\n", result.stderr
+
+
 @pytest.mark.parametrize("cpus, actors, threads, expected", [
     ([2.0], None, None, (1, 1)),        # the 2-core box: one actor, a CPU left for decoding
     ([1.0, 1.0], None, None, (1, 1)),
