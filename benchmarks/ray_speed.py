@@ -110,15 +110,17 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             "input_size": description["input_size"], "ray": description["ray"],
             "local_images_per_second": summarize(x["images_per_second"] for x in r["local"]),
             "ray_images_per_second": summarize(x["images_per_second"] for x in r["ray"]),
-            "ray_over_local": summarize(y["images_per_second"] / x["images_per_second"] for x, y in zip(r["local"], r["ray"])),
+            "ray_over_local": summarize(y["images_per_second"] / x["images_per_second"]
+                                        for x, y in zip(r["local"], r["ray"])),
             "local_wall_s": summarize(x["wall_s"] for x in r["local"]),
             "ray_wall_s": summarize(x["wall_s"] for x in r["ray"]),
             "agreement": {"same_paths_labels_reasons": all(a["same_paths_labels_reasons"] for a in r["agreement"]),
                           "max_abs_dp": max(a["max_abs_dp"] for a in r["agreement"])},
             **costs, "images_per_core_second": summarize(per_core), "inference_share": summarize(share),
         }
-    return {"command": f"{PROG} {shlex.join(argv)}", "measured": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)),
-            "seconds": round(time.time() - began), "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
+    return {"command": f"{PROG} {shlex.join(argv)}",
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)), "seconds": round(time.time() - began),
+            "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
             "data": str(args.data), "distinct_images": len(files), "files": args.files, "rounds": args.rounds,
             "models": models, "ray_version": package_version("ray"), "hardware": hardware_report()}
 

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                      help="classify with Ray Data on the cluster at ADDRESS: HOST:PORT, auto (the one running here) or "
                           "local (the default: a new local instance)")
-    ray.add_argument("--actors", type=positive_int, metavar="N", help="inference actors (default: half the CPUs' worth)")
+    ray.add_argument("--actors", type=positive_int, metavar="N",
+                     help="inference actors (default: half the CPUs' worth)")
     ray.add_argument("--actor-threads", type=positive_int, metavar="N",
                      help="inference threads per actor (default: half the smallest node's CPUs)")
     return parser
@@ -110,8 +111,8 @@ def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, h
     if not args.quiet:
         say(sys.stderr, f"emotion-infer: model {model['name']} v{model['version']} ({model['model_precision']}) from "
                         f"{display_path(model['path'])}: {model['backend']} {model['device']} {model['precision']}, "
-                        f"{model['mode']}, {model['workers']} workers" + (" on Ray ({address}: {nodes} nodes, {cpus:g} CPUs, "
-                        "{actors} actors of {actor_threads} threads)".format(**model["ray"]) if "ray" in model else ""))
+                        f"{model['mode']}, {model['workers']} workers" + (" on Ray ({address}: {nodes} nodes, {cpus:g} "
+                        "CPUs, {actors} actors of {actor_threads} threads)".format(**model["ray"]) if "ray" in model else ""))
     table = not (args.json or args.quiet)
     width = max(len(label) for label in model["labels"] + ["label"])
     if table:

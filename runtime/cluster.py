@@ -106,7 +106,7 @@ class RayClassifier:
         the cluster and pool."""
         return self.description
 
-    def predict_many(self, images: Iterable[Candidate]) -> Iterator[Prediction]:
+    def predict_many(self, candidates: Iterable[Candidate]) -> Iterator[Prediction]:
         """Classify every candidate on the cluster, one :class:`Prediction` each, in input order; one with
         ``error`` set is passed through, and a file that cannot be read or decoded gets its reason.
 
@@ -115,7 +115,7 @@ class RayClassifier:
         """
         import ray
 
-        candidates = list(images)
+        candidates = list(candidates)
         answers = self._classify([os.fsencode(c.path) for c in candidates if not c.error])
         try:
             for candidate in candidates:
@@ -151,8 +151,9 @@ class RayClassifier:
 def pool_size(cpus: list[float], actors: int | None = None, threads: int | None = None) -> tuple[int, int]:
     """The actors and the threads per actor for a cluster whose nodes have ``cpus``.
 
-    By default half of the CPUs infer, in one actor per node of the smallest node's half, and the rest decode:
-    Ray Data runs the decode tasks beside the actors, and a pool that holds every CPU waits for them forever.
+    By default half of the CPUs infer, in actors of half the smallest node's CPUs (one per node when the nodes
+    are alike), and the rest decode: Ray Data runs the decode tasks beside the actors, and a pool that holds every
+    CPU waits for them forever.
 
     Raises:
         UsageError: the pool asked for does not fit the nodes or leaves no CPU for decoding.
@@ -161,8 +162,9 @@ def pool_size(cpus: list[float], actors: int | None = None, threads: int | None 
     threads = threads or max(1, int(min(cpus, default=0)) // 2)
     actors = actors or max(1, int(total) // 2 // threads)
     if sum(int(c) // threads for c in cpus) < actors or actors * threads >= total:
-        raise UsageError(f"{actors} actors of {threads} threads do not fit the cluster's nodes ({', '.join(f'{c:g}' for c in cpus)} "
-                         "CPUs) with a CPU left for decoding; lower --actors or --actor-threads")
+        nodes = ", ".join(f"{c:g}" for c in cpus)
+        raise UsageError(f"{actors} actors of {threads} threads do not fit the cluster's nodes ({nodes} CPUs) with "
+                         "a CPU left for decoding; lower --actors or --actor-threads")
     return actors, threads
 
 
@@ -187,7 +189,8 @@ class Classify:
     """
 
     def __init__(self, model: dict[str, Any], threads: int) -> None:
-        config = {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False} if model["backend"] == "openvino" else None
+        openvino = model["backend"] == "openvino"
+        config = {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False} if openvino else None
         self.classifier = EmotionClassifier.load(model["path"], model["device"], model["backend"], model["precision"],
                                                  model["mode"], model["cache_dir"], config=config, workers=threads)
 
@@ -196,7 +199,8 @@ class Classify:
         labels, probabilities = np.full(len(errors), "", object), np.full(len(errors), np.nan)
         decoded = np.flatnonzero(errors == "")
         for row, prediction in zip(decoded, self.classifier.predict_many(list(batch["image"][decoded]))):
-            labels[row], probabilities[row], errors[row] = prediction.label or "", prediction.probability, prediction.error or ""
+            labels[row], probabilities[row] = prediction.label or "", prediction.probability
+            errors[row] = prediction.error or ""
         return {"label": labels, "probability": probabilities, "error": errors}
 
 

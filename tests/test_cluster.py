@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -179,12 +180,15 @@ def two_nodes(tmp_path_factory):
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # that would refuse a second node
     address = f"{LOOPBACK}:{_free_port()}"
     logs = tmp_path_factory.mktemp("ray-logs")
+    # Ray's sessions, and its note of the latest cluster (which `ray.init("auto")` reads), go here, not /tmp/ray;
+    # a short path, as Ray's sockets live there too.
+    temp = tempfile.mkdtemp(prefix="ray-")
 
     def start(name: str, *options: str) -> subprocess.Popen:
         with open(logs / f"{name}.log", "wb") as log:
             return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--block",
                                      "--disable-usage-stats", f"--node-ip-address={LOOPBACK}", "--num-cpus=1",
-                                     *options], env=env, stdout=log, stderr=subprocess.STDOUT)
+                                     f"--temp-dir={temp}", *options], env=env, stdout=log, stderr=subprocess.STDOUT)
 
     nodes = [start("head", "--head", f"--port={address.split(':')[1]}", "--include-dashboard=false")]
     try:
@@ -198,6 +202,7 @@ def two_nodes(tmp_path_factory):
         for node in nodes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.wait(90)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _wait_for(address: str, env: dict[str, str], nodes: int) -> None:
@@ -212,8 +217,8 @@ def _wait_for(address: str, env: dict[str, str], nodes: int) -> None:
 
 
 def _infer(*args, env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emotion.runtime.cli", *map(str, args)], env={**env, "EMOTION_CACHE_DIR": ""},
-                          capture_output=True, timeout=600, **kwargs)
+    return subprocess.run([sys.executable, "-m", "emotion.runtime.cli", *map(str, args)],
+                          env={**env, "EMOTION_CACHE_DIR": ""}, capture_output=True, timeout=600, **kwargs)
 
 
 @needs_ray
