@@ -116,7 +116,8 @@ class RayClassifier:
         import ray
 
         candidates = list(candidates)
-        answers = self._classify([os.fsencode(c.path) for c in candidates if not c.error])
+        # Bytes, so names that are not UTF-8 survive; joined to this folder, as workers have their own.
+        answers = self._classify([os.path.join(os.getcwdb(), os.fsencode(c.path)) for c in candidates if not c.error])
         try:
             for candidate in candidates:
                 if candidate.error:

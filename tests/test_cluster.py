@@ -225,9 +225,11 @@ def _infer(*args, env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_a_two_node_cluster_answers_as_local_inference_does(two_nodes, corpus, tiny_export, tmp_path):
     address, env = two_nodes
-    local = _infer(corpus, "--model", tiny_export, "--output", tmp_path / "local.jsonl", "--quiet", env=env)
+    # A relative path: the workers' working folder is not the driver's.
+    options = {"env": env, "cwd": corpus.parent}
+    local = _infer(corpus.name, "--model", tiny_export, "--output", tmp_path / "local.jsonl", "--quiet", **options)
     assert local.returncode == 1, local.stderr.decode()
-    result = _infer(corpus, "--model", tiny_export, "--output", tmp_path / "ray.jsonl", "--ray", address, env=env)
+    result = _infer(corpus.name, "--model", tiny_export, "--output", tmp_path / "ray.jsonl", "--ray", address, **options)
     assert result.returncode == 1, result.stderr.decode()
     read = lambda name: [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
     _same_results(read("ray.jsonl"), read("local.jsonl"))
