@@ -86,6 +86,7 @@ class RayClassifier:
         options = {"logging_level": logging.ERROR, "log_to_driver": False}
         handler = signal.getsignal(signal.SIGTERM)
         if address == "local":  # not None: never a cluster that RAY_ADDRESS or an earlier `ray start` points to
+            # In this thread: Ray's processes end with the thread that started them.
             ray.init(address="local", include_dashboard=False, **options)
         else:
             _join(ray, address, options)
@@ -196,6 +197,8 @@ class Classify:
                                                  model["mode"], model["cache_dir"], config=config, workers=threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Label and P(Positive) of each decoded row; a row that failed keeps its reason, as one failing here gets
+        its own."""
         errors = batch["error"].astype(object)
         labels, probabilities = np.full(len(errors), "", object), np.full(len(errors), np.nan)
         decoded = np.flatnonzero(errors == "")
