@@ -184,7 +184,7 @@ class Writer:
 class ParquetWriter:
     """Results as a Parquet table of the CSV's columns, a row group at a time (pyarrow, from the ``ray`` extra).
 
-    Parquet text is UTF-8: the bytes of a file name that are not show as ``\\xe9`` escapes, as on the terminal.
+    Parquet text is UTF-8: the bytes of a file name that are not UTF-8 show as ``\\xe9`` escapes, as on the terminal.
     """
 
     ROWS = 65536  # per row group
@@ -193,8 +193,7 @@ class ParquetWriter:
         import pyarrow
         import pyarrow.parquet
 
-        self.schema = pyarrow.schema([("path", pyarrow.string()), ("label", pyarrow.string()),
-                                      ("probability", pyarrow.float64()), ("error", pyarrow.string())])
+        self.schema = pyarrow.schema([(c, pyarrow.float64() if c == "probability" else pyarrow.string()) for c in COLUMNS])
         self.writer, self.rows = pyarrow.parquet.ParquetWriter(handle, self.schema), []
 
     def add(self, prediction: Prediction) -> None:
