@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from importlib import metadata
 from typing import Any
+
+from emotion.train.versions import library_versions
 
 # /proc/cpuinfo flag -> the name people know it by
 ISA_FLAGS = {
@@ -20,20 +21,6 @@ ISA_FLAGS = {
     "amx_int8": "AMX-INT8",
     "avx512_fp16": "AVX512_FP16",
 }
-# distribution name(s) -> shown name
-PACKAGES = {
-    "TensorFlow": ("tensorflow-cpu", "tensorflow", "tensorflow-intel"),
-    "Keras": ("keras",),
-    "tf2onnx": ("tf2onnx",),
-    "ONNX": ("onnx",),
-    "ONNX Runtime": ("onnxruntime", "onnxruntime-openvino"),
-    "OpenVINO": ("openvino",),
-    "NNCF": ("nncf",),
-    "NumPy": ("numpy",),
-    "Pillow": ("pillow", "Pillow"),
-}
-
-
 def _cpuinfo() -> dict[str, str]:
     info: dict[str, str] = {}
     try:
@@ -72,15 +59,6 @@ def _os_name() -> str:
     return platform.platform()
 
 
-def package_version(*names: str) -> str | None:
-    for name in names:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def openvino_cpu() -> dict[str, Any]:
     """OpenVINO's view of the CPU: its full name and OPTIMIZATION_CAPABILITIES (BF16, INT8, ...)."""
     try:
@@ -94,11 +72,8 @@ def openvino_cpu() -> dict[str, Any]:
         return {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
 
 
-def cpu_supports_bf16() -> bool:
-    return "BF16" in openvino_cpu().get("optimization_capabilities", [])
-
-
 def hardware_report(hints: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The machine and software a benchmark ran on, with ``hints`` saying how it was measured."""
     cpu = _cpuinfo()
     flags = set(cpu.get("flags", "").split())
     try:
@@ -113,7 +88,7 @@ def hardware_report(hints: dict[str, Any] | None = None) -> dict[str, Any]:
         "memory_gib": _memory_gib(),
         "os": _os_name(),
         "python": sys.version.split()[0],
-        "versions": {label: package_version(*names) for label, names in PACKAGES.items()},
+        "versions": library_versions(),
         "openvino_cpu": openvino_cpu(),
         "hints": dict(hints or {}),
     }
@@ -121,7 +96,7 @@ def hardware_report(hints: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def hardware_markdown(report: dict[str, Any]) -> str:
     isa = ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in report.get("isa", {}).items())
-    versions = ", ".join(f"{name} {v}" for name, v in report.get("versions", {}).items() if v)
+    versions = ", ".join(f"{name} {v}" for name, v in report.get("versions", {}).items() if name != "python")
     ov_cpu = report.get("openvino_cpu", {})
     caps = ", ".join(ov_cpu.get("optimization_capabilities", [])) or ov_cpu.get("error", "?")
     lines = [

@@ -20,54 +20,43 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from emotion.runtime import atomic
+from emotion.runtime.console import positive_float, positive_int
+from emotion.runtime.locate import REPORT_NAME
 
 from . import coldstart
 from .hardware import hardware_markdown, hardware_report
-from .report import num, spread, to_json
-from .timing import latency_loop, percentiles_ms, ratio, run_benchmark_app, summarize
+from .report import num, spread
+from .suite import BenchError
+from .timing import latency_loop, percentiles_ms, ratio, rotations, run_benchmark_app, summarize
 
-PROG = "emotion-bench infer-speed"
 TARGET_FOLDER = 0.9  # E / ceiling, at least
 TARGET_LATENCY = 1.15  # ours / benchmark_app, at most
 
 
-class SpeedError(ValueError):
-    pass
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Exit status: 0 measured (targets are reported, not enforced), 2 bad input.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("export", metavar="EXPORT", help="export folder, or a model .xml")
     parser.add_argument("--data", required=True, metavar="DATA", help="folder of images (searched recursively)")
-    parser.add_argument("--files", type=int, default=2240, metavar="N",
+    parser.add_argument("--files", type=positive_int, default=2240, metavar="N",
                         help="files in the folder run: DATA's images repeated by symbolic links (default %(default)s)")
     parser.add_argument("--variant", default="fp32", choices=("fp32", "fp16", "int8"), help="export variant")
     parser.add_argument("--precision", default="f32", choices=("f32", "bf16"), help="inference precision hint")
-    parser.add_argument("--repeats", type=int, default=3, metavar="N", help="rounds (default %(default)s)")
-    parser.add_argument("--seconds", type=float, default=5.0, metavar="S",
+    parser.add_argument("--repeats", type=positive_int, default=3, metavar="N", help="rounds (default %(default)s)")
+    parser.add_argument("--seconds", type=positive_float, default=5.0, metavar="S",
                         help="benchmark_app -t and our latency loop, per round (default %(default)s)")
     parser.add_argument("--keras", metavar="RUN", help="run folder or .keras file for the Keras cold start "
                         "(default: the export report's source, when it exists)")
     parser.add_argument("--no-cold-start", action="store_true", help="skip (c)")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
+    parser.add_argument("--workers", type=positive_int, metavar="N",
                         help="decode threads for D and predict_many (default: the CPU count)")
     parser.add_argument("--out", metavar="FILE.md", help="write the Markdown report there (and FILE.json beside it)")
-    parser.add_argument("--json", action="store_true", help="print the JSON document on stdout")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress")
-    return parser
 
 
 def _image_files(data: Path) -> list[Path]:
@@ -150,7 +139,7 @@ def folder_rate(clf, folder: Path) -> dict[str, Any]:
 def _keras_source(export: Path, explicit: str | None) -> Path | None:
     if explicit:
         return Path(explicit)
-    report = export / "export_report.json" if export.is_dir() else None
+    report = export / REPORT_NAME if export.is_dir() else None
     if report is not None and report.is_file():
         try:
             source = json.loads(report.read_text(encoding="utf-8")).get("source")
@@ -161,141 +150,63 @@ def _keras_source(export: Path, explicit: str | None) -> Path | None:
     return None
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
-    from tqdm.auto import tqdm
+def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Measure (a), (b) and (c); the result document.
 
-    from emotion.runtime import ModelLoadError
-    from emotion.runtime.classifier import EmotionClassifier
-    from emotion.runtime.locate import resolve_model
+    Raises:
+        BenchError: the export or the data folder cannot be used.
+    """
+    from emotion.runtime import EmotionClassifier, ModelLoadError, resolve_model
 
-    export = Path(args.export).expanduser()
-    data = Path(args.data).expanduser()
+    export, data = Path(args.export).expanduser(), Path(args.data).expanduser()
     if not export.exists():
-        raise SpeedError(f"export {export} does not exist")
+        raise BenchError(f"export {export} does not exist; make one with `emotion-export RUN --out DIR`")
     if not data.is_dir():
-        raise SpeedError(f"data folder {data} does not exist or is not a folder")
-    if args.repeats < 1 or args.files < 1 or not args.seconds > 0:
-        raise SpeedError("--repeats, --files and --seconds must be positive")
+        raise BenchError(f"data folder {data} does not exist or is not a folder")
     try:
         xml = resolve_model(export, backend="openvino", variant=args.variant)
-    except (ModelLoadError, ValueError) as exc:
-        raise SpeedError(str(exc)) from None
+    except ModelLoadError as exc:
+        raise BenchError(str(exc)) from None
     if xml.suffix.lower() != ".xml":
-        raise SpeedError(f"{xml} is not an OpenVINO IR; infer-speed compares against benchmark_app on an IR")
+        raise BenchError(f"{xml} is not an OpenVINO IR; infer-speed compares against benchmark_app on an IR")
     sources = _image_files(data)
     if not sources:
-        raise SpeedError(f"no images in {data}")
+        raise BenchError(f"no images in {data}")
     keras_file = None if args.no_cold_start else _keras_source(export, args.keras)
-    workers = args.workers or os.cpu_count() or 1
-    started = time.time()
-    notes: list[str] = []
-    bar = tqdm(total=3 + args.repeats, desc="infer-speed", unit="step", file=sys.stderr,
-               disable=args.quiet or args.json, leave=False, dynamic_ncols=True)
-    try:
-        with tempfile.TemporaryDirectory(prefix="emotion-infer-speed-") as scratch_dir:
-            scratch = Path(scratch_dir)
-            folder = scratch / "photos"
-            files = make_folder(sources, args.files, folder)
-            common = dict(precision=args.precision, cache_dir=None)
-            thr = EmotionClassifier.load(xml, mode="throughput", workers=args.workers, **common)
-            lat = EmotionClassifier.load(xml, mode="latency", **common)
-            spec = thr.spec
-            shape = [1, spec.height, spec.width, 3]
+    workers, started, notes = args.workers or os.cpu_count() or 1, time.time(), []
+    with tempfile.TemporaryDirectory(prefix="emotion-infer-speed-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        files = make_folder(sources, args.files, scratch / "photos")
+        thr = EmotionClassifier.load(xml, mode="throughput", workers=args.workers, precision=args.precision,
+                                     cache_dir=None)
+        lat = EmotionClassifier.load(xml, mode="latency", precision=args.precision, cache_dir=None)
+        with thr, lat:
+            progress("warming up")
             arrays = [np.array(thr.preprocess(f)) for f in sources[:16]]
-            # warm-up: every path once (page cache, thread pools, requests)
-            folder_rate(thr, folder if len(files) <= 256 else _subfolder(files[:256], scratch / "warm"))
+            folder_rate(thr, scratch / "photos" if len(files) <= 256 else _subfolder(files[:256], scratch / "warm"))
             latency_loop(lambda i: lat.predict(arrays[i % len(arrays)]), 0.5, warmup=5)
             # benchmark_app's start-up CPU (Python, read, compile) and a second of inference: subtracted from the
             # rounds' runs to estimate its CPU cost per inferred image
+            shape = [1, thr.spec.height, thr.spec.width, 3]
             short = benchmark_app_cpu(xml, shape, "throughput", args.precision, 1)
-            bar.update()
-
-            rounds: list[dict[str, Any]] = []
-            steps = ["decode", "ba_throughput", "folder", "submit", "latency", "ba_latency"]
-            for r in range(args.repeats):
-                order = steps[r % len(steps):] + steps[: r % len(steps)]
-                result: dict[str, Any] = {"order": order}
-                for step in order:
-                    bar.set_postfix_str(f"round {r + 1}: {step}")
-                    if step == "decode":
-                        result["decode"] = decode_rate(files, spec, workers)
-                    elif step == "folder":
-                        result["folder"] = folder_rate(thr, folder)
-                    elif step == "submit":
-                        result["submit"] = submit_rate(thr, arrays, args.seconds)
-                    elif step == "latency":
-                        result["latency"] = percentiles_ms(
-                            latency_loop(lambda i: lat.predict(arrays[i % len(arrays)]), args.seconds, warmup=5))
-                    elif step == "ba_throughput":
-                        result["ba_throughput"] = benchmark_app_cpu(xml, shape, "throughput", args.precision,
-                                                                    args.seconds)
-                    elif step == "ba_latency":
-                        result["ba_latency"] = run_benchmark_app(xml, shape, "latency", args.precision,
-                                                                 args.seconds).to_dict()
-                d = result["decode"]["images_per_second"]
-                b = result["ba_throughput"].get("throughput")
-                e = result["folder"]["images_per_second"]
-                result["ceiling"] = 1.0 / (1.0 / d + 1.0 / b) if d and b else None
-                result["folder_ratio"] = ratio(e, result["ceiling"])
-                result["latency_ratio"] = ratio(result["latency"]["p50"], result["ba_latency"].get("median_latency_ms"))
-                # CPU cost per image: robust to other processes taking cores (wall-clock rates are not)
-                ba = result["ba_throughput"]
-                extra = (ba.get("iterations") or 0) - (short.get("iterations") or 0)
-                result["ba_cpu_ms_per_image"] = ((ba["cpu_seconds"] - short["cpu_seconds"]) * 1000.0 / extra
-                                                 if extra > 0 else None)
-                if result["ba_cpu_ms_per_image"] is not None:
-                    result["cpu_ceiling_ms_per_image"] = (result["decode"]["cpu_ms_per_image"]
-                                                          + result["ba_cpu_ms_per_image"])
-                    result["cpu_efficiency"] = ratio(result["cpu_ceiling_ms_per_image"],
-                                                     result["folder"]["cpu_ms_per_image"])
-                rounds.append(result)
-                bar.update()
+            steps = {
+                "decode": lambda: decode_rate(files, thr.spec, workers),
+                "ba_throughput": lambda: benchmark_app_cpu(xml, shape, "throughput", args.precision, args.seconds),
+                "folder": lambda: folder_rate(thr, scratch / "photos"),
+                "submit": lambda: submit_rate(thr, arrays, args.seconds),
+                "latency": lambda: percentiles_ms(latency_loop(lambda i: lat.predict(arrays[i % len(arrays)]),
+                                                               args.seconds, warmup=5)),
+                "ba_latency": lambda: run_benchmark_app(xml, shape, "latency", args.precision, args.seconds).to_dict(),
+            }
+            rounds = []
+            for r, order in rotations(list(steps), args.repeats):
+                progress(f"round {r + 1}/{args.repeats}")
+                rounds.append(_derived({"order": order, **{step: steps[step]() for step in order}}, short))
             describe = {"throughput": thr.describe(), "latency": lat.describe()}
-            thr.close()
-            lat.close()
+        cold = {} if args.no_cold_start else _cold_starts(xml, keras_file, sources[0], args, scratch, notes, progress)
 
-            cold: dict[str, Any] = {}
-            if not args.no_cold_start:
-                bar.set_postfix_str("cold starts")
-                image = sources[0]
-                cache = scratch / "ov-cache"
-                coldstart.measure("runtime", xml, image, precision=args.precision, cache_dir=cache)  # fill it
-                runs: dict[str, list] = {"runtime, no model cache": [], "runtime, model cache": []}
-                if keras_file is not None:
-                    runs["keras"] = []
-                else:
-                    notes.append("no Keras model found for the cold start (pass --keras RUN)")
-                for r in range(args.repeats):
-                    names = list(runs)
-                    for name in names[r % len(names):] + names[: r % len(names)]:
-                        if name == "keras":
-                            value = coldstart.measure("keras", keras_file, image)
-                        else:
-                            value = coldstart.measure("runtime", xml, image, precision=args.precision,
-                                                      cache_dir=cache if name == "runtime, model cache" else None)
-                        runs[name].append(value)
-                for name, values in runs.items():
-                    good = [v for v in values if not v.get("error")]
-                    cold[name] = {
-                        "spawn_to_result_s": summarize(v["since_spawn_seconds"] for v in good),
-                        "import_s": summarize(v["import_seconds"] for v in good)["median"],
-                        "load_s": summarize(v["load_seconds"] for v in good)["median"],
-                        "first_result_s": summarize(v["first_result_seconds"] for v in good)["median"],
-                        "peak_rss_mb": summarize(v["peak_rss_mb"] for v in good),
-                        "errors": [v["error"] for v in values if v.get("error")],
-                    }
-            bar.update()
-    finally:
-        bar.close()
-
-    def series(key: str, inner: str | None = None):
-        values = []
-        for r in rounds:
-            value = r.get(key)
-            if inner is not None:
-                value = (value or {}).get(inner)
-            values.append(value)
-        return summarize(values)
+    def series(key: str, inner: str | None = None) -> dict[str, Any]:
+        return summarize((r.get(key) or {}).get(inner) if inner else r.get(key) for r in rounds)
 
     summary = {
         "decode_images_per_second": series("decode", "images_per_second"),
@@ -326,15 +237,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     errors = [f"round {i + 1}: benchmark_app: {r[k]['error']}" for i, r in enumerate(rounds)
               for k in ("ba_throughput", "ba_latency") if r[k].get("error")]
     return {
-        "tool": PROG,
-        "command": " ".join(["emotion-bench", "infer-speed"] + [shlex.quote(a) for a in argv]),
+        "tool": "emotion-bench infer-speed",
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "seconds": round(time.time() - started, 1),
         "model": os.fspath(xml),
         "data": os.fspath(data),
         "files": len(files),
         "distinct_images": len(sources),
-        "input_size": [spec.height, spec.width],
+        "input_size": shape[1:3],
         "precision": args.precision,
         "workers": workers,
         "repeats": args.repeats,
@@ -356,6 +266,51 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     }
 
 
+def _derived(result: dict[str, Any], short: dict[str, Any]) -> dict[str, Any]:
+    """One round's ratios: the combined ceiling, E against it, our latency against benchmark_app's, CPU costs."""
+    d, b = result["decode"]["images_per_second"], result["ba_throughput"].get("throughput")
+    result["ceiling"] = 1.0 / (1.0 / d + 1.0 / b) if d and b else None
+    result["folder_ratio"] = ratio(result["folder"]["images_per_second"], result["ceiling"])
+    result["latency_ratio"] = ratio(result["latency"]["p50"], result["ba_latency"].get("median_latency_ms"))
+    # CPU cost per image: robust to other processes taking cores (wall-clock rates are not)
+    ba = result["ba_throughput"]
+    extra = (ba.get("iterations") or 0) - (short.get("iterations") or 0)
+    result["ba_cpu_ms_per_image"] = (ba["cpu_seconds"] - short["cpu_seconds"]) * 1000.0 / extra if extra > 0 else None
+    if result["ba_cpu_ms_per_image"] is not None:
+        result["cpu_ceiling_ms_per_image"] = result["decode"]["cpu_ms_per_image"] + result["ba_cpu_ms_per_image"]
+        result["cpu_efficiency"] = ratio(result["cpu_ceiling_ms_per_image"], result["folder"]["cpu_ms_per_image"])
+    return result
+
+
+def _cold_starts(xml: Path, keras_file: Path | None, image: Path, args: argparse.Namespace, scratch: Path,
+                 notes: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
+    """(c): the runtime without and with OpenVINO's model cache (filled once first), and Keras, in rotation."""
+    progress("cold starts")
+    runtime = "openvino-bf16" if args.precision == "bf16" else "openvino-fp32"
+    cache = scratch / "ov-cache"
+    coldstart.measure(runtime, xml, image, cache_dir=cache)  # fills the cache
+    runs: dict[str, Callable[[], dict]] = {
+        "runtime, no model cache": lambda: coldstart.measure(runtime, xml, image),
+        "runtime, model cache": lambda: coldstart.measure(runtime, xml, image, cache_dir=cache)}
+    if keras_file is not None:
+        runs["keras"] = lambda: coldstart.measure("keras", keras_file, image)
+    else:
+        notes.append("no Keras model found for the cold start (pass --keras RUN)")
+    values: dict[str, list] = {name: [] for name in runs}
+    for _, order in rotations(list(runs), args.repeats):
+        for name in order:
+            values[name].append(runs[name]())
+    cold = {}
+    for name, measured in values.items():
+        good = [v for v in measured if not v.get("error")]
+        cold[name] = {"spawn_to_result_s": summarize(v["since_spawn_seconds"] for v in good),
+                      **{f"{part}_s": summarize(v[f"{part}_seconds"] for v in good)["median"]
+                         for part in ("import", "load", "first_result")},
+                      "peak_rss_mb": summarize(v["peak_rss_mb"] for v in good),
+                      "errors": [v["error"] for v in measured if v.get("error")]}
+    return cold
+
+
 def _subfolder(files: list[Path], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(files):
@@ -363,7 +318,7 @@ def _subfolder(files: list[Path], folder: Path) -> Path:
     return folder
 
 
-def markdown(doc: dict[str, Any], title: str | None = None) -> str:
+def markdown(doc: dict[str, Any]) -> str:
     s, t = doc["summary"], doc["targets"]
 
     def mm(key: str, digits: int = 1) -> str:
@@ -373,7 +328,7 @@ def markdown(doc: dict[str, Any], title: str | None = None) -> str:
         return "**met**" if t[name]["met"] else "**missed**"
 
     h, w = doc["input_size"]
-    out = [f"# {title or 'Runtime speed targets (issue 4)'}", ""]
+    out = ["# Runtime speed targets (issue 4)", ""]
     out.append(f"Model `{doc['model']}` ({h}x{w}, {doc['precision']} inference hint); folder of {doc['files']} "
                f"photos ({doc['distinct_images']} distinct images of `{doc['data']}` repeated through symbolic "
                f"links); {doc['workers']} decode threads. Medians of {doc['repeats']} interleaved rounds, "
@@ -424,38 +379,16 @@ def markdown(doc: dict[str, Any], title: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    try:
-        doc = run(args, argv)
-    except SpeedError as exc:
-        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    if args.out:
-        out = Path(args.out)
-        atomic.write_text(out, markdown(doc))
-        atomic.write_text(out.with_suffix(".json"), to_json(doc))
-        print(f"{PROG}: wrote {out} and {out.with_suffix('.json')}", file=sys.stderr)
-    if args.json:
-        sys.stdout.write(to_json(doc))
-    else:
-        s = doc["summary"]
-        print(f"(a) folder {num(s['folder_images_per_second']['median'])} img/s, ceiling "
-              f"{num(s['ceiling_images_per_second']['median'])} img/s (D {num(s['decode_images_per_second']['median'])}, "
-              f"B {num(s['benchmark_app_throughput']['median'])}): ratio {num(s['folder_ratio']['median'], 3)} "
-              f"(target >= {TARGET_FOLDER})")
-        print(f"(b) latency p50 {num(s['latency_p50_ms']['median'], 2)} ms vs benchmark_app "
-              f"{num(s['benchmark_app_latency_ms']['median'], 2)} ms: ratio {num(s['latency_ratio']['median'], 3)} "
-              f"(target <= {TARGET_LATENCY})")
-        for name, c in doc["cold_start"].items():
-            print(f"(c) cold start {name}: {num(c['spawn_to_result_s']['median'], 2)} s, "
-                  f"peak RSS {num(c['peak_rss_mb']['median'], 0)} MB")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def summary(doc: dict[str, Any]) -> str:
+    """The three headline figures, one line each."""
+    s = doc["summary"]
+    lines = [f"(a) folder {num(s['folder_images_per_second']['median'])} img/s, ceiling "
+             f"{num(s['ceiling_images_per_second']['median'])} img/s (D {num(s['decode_images_per_second']['median'])}, "
+             f"B {num(s['benchmark_app_throughput']['median'])}): ratio {num(s['folder_ratio']['median'], 3)} "
+             f"(target >= {TARGET_FOLDER})",
+             f"(b) latency p50 {num(s['latency_p50_ms']['median'], 2)} ms vs benchmark_app "
+             f"{num(s['benchmark_app_latency_ms']['median'], 2)} ms: ratio {num(s['latency_ratio']['median'], 3)} "
+             f"(target <= {TARGET_LATENCY})"]
+    lines += [f"(c) cold start {name}: {num(c['spawn_to_result_s']['median'], 2)} s, peak RSS "
+              f"{num(c['peak_rss_mb']['median'], 0)} MB" for name, c in doc["cold_start"].items()]
+    return "\n".join(lines)

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from emotion.runtime import atomic
+from emotion.train import atomic
 
 
 _LABEL_OFFSETS = ((0, 9), (0, -16), (0, 22), (0, -29), (0, 35), (0, -42))
@@ -17,12 +17,11 @@ def latency_auc_plot(document: dict[str, Any], path: Path) -> bool:
     """Write the PNG; False (nothing written) when no format has both figures or matplotlib is missing."""
     points = []
     for row in document.get("formats", []):
-        latency = ((row.get("latency_ms") or {}).get("p50") or {}).get("median")
-        auc = row.get("roc_auc")
-        if latency is None or auc is None or not math.isfinite(latency) or not math.isfinite(auc):
+        p50 = (row["timings"].get("latency_ms") or {}).get("p50") or {}
+        auc = ((row.get("check") or {}).get("parity") or {}).get("roc_auc")
+        if p50.get("median") is None or auc is None or not math.isfinite(p50["median"]) or not math.isfinite(auc):
             continue
-        spread = (row["latency_ms"]["p50"].get("min"), row["latency_ms"]["p50"].get("max"))
-        points.append((row["format"], latency, auc, spread))
+        points.append((row["format"], p50["median"], auc, (p50.get("min"), p50.get("max"))))
     if not points:
         return False
     try:

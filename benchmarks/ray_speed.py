@@ -1,4 +1,4 @@
-"""``python -m emotion.benchmarks.ray_speed``: folder inference through Ray Data against local ``emotion-infer``.
+"""``emotion-bench ray-speed``: folder inference through Ray Data against local ``emotion-infer``.
 
 Both commands run as a user runs them, each in a fresh process, on the same folder (DATA's images repeated
 through symbolic links up to ``--files``): in each round, for each model, one after the other, the order
@@ -21,27 +21,28 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from emotion.runtime import EmotionClassifier, atomic, discover
+from emotion.runtime import EmotionClassifier, discover
+from emotion.runtime.console import positive_int
 
-from .hardware import hardware_markdown, hardware_report, package_version
+from .hardware import hardware_markdown, hardware_report
 from .infer_speed import make_folder
-from .report import num, spread, to_json
+from .report import num, spread
+from .suite import BenchError
 from .timing import summarize
 
-PROG = "python -m emotion.benchmarks.ray_speed"
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="emotion-infer --ray against local emotion-infer")
-    parser.add_argument("--data", required=True, help="a folder of photos, repeated up to --files")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, metavar="DATA", help="folder of photos, repeated up to --files")
     parser.add_argument("--models", nargs="+", required=True, metavar="EXPORT", help="export folders to compare")
-    parser.add_argument("--files", type=int, default=1344, help="files in the folder run (default %(default)s)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default %(default)s)")
-    parser.add_argument("--out", metavar="FILE.md", help="write FILE.md and FILE.json")
-    return parser
+    parser.add_argument("--files", type=positive_int, default=1344, metavar="N",
+                        help="files in the folder run: DATA's images repeated by symbolic links (default %(default)s)")
+    parser.add_argument("--rounds", type=positive_int, default=3, metavar="N",
+                        help="interleaved rounds (default %(default)s)")
+    parser.add_argument("--out", metavar="FILE.md", help="write the Markdown report there (and FILE.json beside it)")
 
 
 def infer(folder: Path, model: str, ray: bool) -> dict[str, Any]:
@@ -81,10 +82,10 @@ def core_costs(files: list[Path], model: str) -> dict[str, float]:
     return {"decode_ms": 1000 * decode, "inference_ms": 1000 * inference}
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
     files = [c.path for c in discover([args.data]) if c.error is None]
     if not files:
-        raise SystemExit(f"{PROG}: error: no images in {args.data}")
+        raise BenchError(f"no images in {args.data}")
     began, load = time.time(), os.getloadavg()
     runs: dict[str, dict[str, list]] = {m: {"local": [], "ray": [], "agreement": [], "costs": []} for m in args.models}
     with tempfile.TemporaryDirectory(prefix="ray-speed-") as tmp:
@@ -98,8 +99,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                 for ray, name in ((False, "local"), (True, "ray")):
                     runs[model][name].append({k: v for k, v in done[ray].items() if k != "results"})
                 runs[model]["costs"].append(core_costs(files[:200], model))
-                print(f"round {round_ + 1}/{args.rounds} {model}: local {done[False]['images_per_second']} img/s, "
-                      f"ray {done[True]['images_per_second']} img/s", file=sys.stderr)
+                progress(f"round {round_ + 1}/{args.rounds} {model}: local {done[False]['images_per_second']} img/s, "
+                         f"ray {done[True]['images_per_second']} img/s")
     models = {}
     for model, r in runs.items():
         costs = {key: summarize(c[key] for c in r["costs"]) for key in ("decode_ms", "inference_ms")}
@@ -118,11 +119,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                           "max_abs_dp": max(a["max_abs_dp"] for a in r["agreement"])},
             **costs, "images_per_core_second": summarize(per_core), "inference_share": summarize(share),
         }
-    return {"command": f"{PROG} {shlex.join(argv)}",
-            "measured": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)), "seconds": round(time.time() - began),
+    return {"measured": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)), "seconds": round(time.time() - began),
             "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
             "data": str(args.data), "distinct_images": len(files), "files": args.files, "rounds": args.rounds,
-            "models": models, "ray_version": package_version("ray"), "hardware": hardware_report()}
+            "models": models, "ray_version": metadata.version("ray"), "hardware": hardware_report()}
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -167,19 +167,8 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    doc = run(args, argv)
-    if args.out:
-        out = Path(args.out)
-        atomic.write_text(out, markdown(doc))
-        atomic.write_text(out.with_suffix(".json"), to_json(doc))
-        print(f"{PROG}: wrote {out} and {out.with_suffix('.json')}", file=sys.stderr)
-    else:
-        sys.stdout.write(markdown(doc))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def summary(doc: dict[str, Any]) -> str:
+    """Ray / local images/s for each model, one line each."""
+    return "\n".join(f"{model}: Ray / local {num(m['ray_over_local']['median'], 2)} "
+                     f"({num(m['ray_images_per_second']['median'])} against {num(m['local_images_per_second']['median'])}"
+                     " images/s)" for model, m in doc["models"].items())

@@ -1,7 +1,7 @@
-"""Load generator for ``emotion-serve``: throughput and latency under 1, 8 and 64 concurrent clients.
+"""``emotion-bench serve-load``: throughput and latency of ``emotion-serve`` under 1, 8 and 64 concurrent clients.
 
-    python benchmarks/serve_load.py --model exports/run1 --out results/serve_load
-    python -m emotion.benchmarks.serve_load --url http://127.0.0.1:8000 --out results/serve_load
+    emotion-bench serve-load --model exports/run1 --out results/serve_load.md
+    emotion-bench serve-load --url http://127.0.0.1:8000 --out results/serve_load.md
 
 It starts the server as a subprocess (``emotion-serve --port 0``, no access log) unless ``--url`` names one
 that already runs, then for each concurrency level runs that many clients, each with its own keep-alive
@@ -14,7 +14,7 @@ as a BYTES tensor in the binary extension. Everything is bounded: ``--count`` re
 In the same run and on the same files it measures ``emotion-infer``-style in-process throughput
 (``EmotionClassifier.predict_many``, throughput mode) and the in-process single-image latency
 (``EmotionClassifier.predict``), so the HTTP cost can be read off directly. Results go to ``OUT.json`` and
-``OUT.md``. The load generator shares the machine's cores with the server: on a small machine its own
+``OUT.md``. The load generator (httpx) shares the machine's cores with the server: on a small machine its own
 CPU use lowers the figures, which the report notes.
 """
 
@@ -31,9 +31,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+
+from emotion.runtime.console import positive_float, positive_int
+
+from .hardware import hardware_report
+from .suite import BenchError
 
 DEFAULT_IMAGES = Path("/work/shared/data/oasis-dev")
 LEVELS = (1, 8, 64)
@@ -115,7 +120,7 @@ class ServerProcess:
                 break
         if self.url is None:
             self.stop()
-            raise SystemExit("serve_load: the server did not start:\n" + "\n".join(self.banner))
+            raise BenchError("the server did not start: " + " ".join(self.banner[-2:]))
 
     def stop(self) -> int | None:
         if self.process.poll() is None:
@@ -128,19 +133,19 @@ class ServerProcess:
         return self.process.returncode
 
 
-def wait_ready(url: str, seconds: float = 60) -> dict[str, Any]:
+def wait_ready(url: str, name: str, seconds: float = 60) -> dict[str, Any]:
+    """The served model's KServe metadata, once the server answers ready."""
     import httpx
 
     deadline = time.monotonic() + seconds
     while True:
         try:
-            response = httpx.get(url + "/", timeout=5)
-            if response.status_code == 200:
-                return response.json()
+            if httpx.get(url + "/v2/health/ready", timeout=5).status_code == 200:
+                return httpx.get(f"{url}/v2/models/{name}", timeout=5).json()
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            raise SystemExit(f"serve_load: {url} is not answering")
+            raise BenchError(f"{url} is not answering")
         time.sleep(0.1)
 
 
@@ -165,7 +170,6 @@ async def run_level(
     files: list[tuple[str, bytes]],
     protocol: str,
     max_seconds: float,
-    library: str = "aiohttp",
 ) -> dict[str, Any]:
     """``clients`` concurrent clients, ``count`` requests each, one after the other, over keep-alive
     connections opened (and used once) before the clock starts."""
@@ -174,7 +178,7 @@ async def run_level(
     stopped_early = False
     path = "/predict" if protocol == "predict" else f"/v2/models/{model_name}/infer"
 
-    async with _Http(library, url, clients) as http:
+    async with _Http(url, clients) as http:
         await asyncio.gather(*(http.get("/v2/health/live") for _ in range(clients)))  # open the connections
         deadline = time.perf_counter() + max_seconds
 
@@ -220,56 +224,28 @@ async def run_level(
 
 
 class _Http:
-    """One connection pool of ``size`` keep-alive connections, with aiohttp (faster) or httpx."""
+    """One httpx connection pool of ``size`` keep-alive connections."""
 
-    def __init__(self, library: str, url: str, size: int) -> None:
-        self.library, self.url, self.size = library, url, size
+    def __init__(self, url: str, size: int) -> None:
+        import httpx
+
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        self.session = httpx.AsyncClient(base_url=url, limits=limits, timeout=120)
 
     async def __aenter__(self) -> "_Http":
-        if self.library == "aiohttp":
-            import aiohttp
-
-            self.session = aiohttp.ClientSession(
-                self.url, connector=aiohttp.TCPConnector(limit=self.size), timeout=aiohttp.ClientTimeout(total=120)
-            )
-        else:
-            import httpx
-
-            limits = httpx.Limits(max_connections=self.size, max_keepalive_connections=self.size)
-            self.session = httpx.AsyncClient(base_url=self.url, limits=limits, timeout=120)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        if self.library == "aiohttp":
-            await self.session.close()
-        else:
-            await self.session.aclose()
+        await self.session.aclose()
 
     async def get(self, path: str) -> int:
-        if self.library == "aiohttp":
-            async with self.session.get(path) as response:
-                await response.read()
-                return response.status
         return (await self.session.get(path)).status_code
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
-        if self.library == "aiohttp":
-            async with self.session.post(path, data=body, headers=headers) as response:
-                await response.read()
-                return response.status
         return (await self.session.post(path, content=body, headers=headers)).status_code
 
     async def post_file(self, path: str, name: str, content: bytes) -> int:
-        if self.library == "aiohttp":
-            import aiohttp
-
-            form = aiohttp.FormData()
-            form.add_field("data", content, filename=name, content_type="image/jpeg")
-            async with self.session.post(path, data=form) as response:
-                await response.read()
-                return response.status
-        response = await self.session.post(path, files={"data": (name, content, "image/jpeg")})
-        return response.status_code
+        return (await self.session.post(path, files={"data": (name, content, "image/jpeg")})).status_code
 
 
 def _percentiles(seconds: list[float]) -> dict[str, float | None]:
@@ -326,119 +302,75 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _outputs(out: str) -> tuple[Path, Path]:
-    path = Path(out)
-    if path.suffix.lower() in (".json", ".md"):
-        path = path.with_suffix("")
-    return path.with_suffix(".json"), path.with_suffix(".md")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="serve_load", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model for the server and the in-process baseline (default: emotion-serve's)")
     parser.add_argument("--variant", choices=("fp32", "fp16", "int8"), default=None, help="export variant")
+    parser.add_argument("--model-name", help="the served model's name (default: the model's own, else emotion)")
     parser.add_argument("--url", help="use this running server instead of starting one (no in-process baseline unless --model)")
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help=f"folder of JPEGs (default: {DEFAULT_IMAGES})")
-    parser.add_argument("--files", type=int, default=64, help="distinct files to cycle through (default: 64)")
+    parser.add_argument("--files", type=positive_int, default=64, help="distinct files to cycle through (default: 64)")
     parser.add_argument("--clients", default=",".join(map(str, LEVELS)), help="concurrency levels (default: 1,8,64)")
-    parser.add_argument("--count", type=int, default=16, help="requests per client at each level (default: 16)")
+    parser.add_argument("--count", type=positive_int, default=16, help="requests per client at each level (default: 16)")
     parser.add_argument("--protocol", choices=("predict", "kserve", "both"), default="predict",
                         help="POST /predict (multipart) or KServe BYTES (binary extension) (default: predict)")
-    parser.add_argument("--max-seconds", type=float, default=120.0, help="time limit per level (default: 120)")
-    parser.add_argument("--baseline-images", type=int, default=256, help="images for the in-process baseline (default: 256)")
+    parser.add_argument("--max-seconds", type=positive_float, default=120.0, help="time limit per level (default: 120)")
+    parser.add_argument("--baseline-images", type=positive_int, default=256,
+                        help="images for the in-process baseline (default: 256)")
     parser.add_argument("--server-args", default="", help="extra emotion-serve arguments, e.g. '--max-megapixels 512'")
-    parser.add_argument("--client", choices=("auto", "aiohttp", "httpx"), default="auto",
-                        help="HTTP client library (default: aiohttp when installed, it loads the CPU less; else httpx)")
-    parser.add_argument("--out", required=True, help="output path prefix: writes OUT.json and OUT.md")
-    return parser
+    parser.add_argument("--out", metavar="FILE.md", help="write the Markdown report there (and FILE.json beside it)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    levels = [int(x) for x in args.clients.split(",") if x.strip()]
-    if not levels or min(levels) < 1 or args.count < 1:
-        raise SystemExit("serve_load: --clients and --count must be positive")
+def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Start the server (unless ``--url``), measure the in-process baseline and every level; the document.
+
+    Raises:
+        BenchError: bad ``--clients``, or a server that does not start or answer.
+    """
+    try:
+        levels = [int(x) for x in args.clients.split(",") if x.strip()]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1:
+        raise BenchError(f"--clients must be positive numbers separated by commas, got {args.clients!r}")
     model = args.model
     if model is None and args.url is None:
         from emotion.runtime.locate import default_model
 
         model = str(default_model())
-    library = args.client
-    if library == "auto":
-        try:
-            import aiohttp  # noqa: F401
-
-            library = "aiohttp"
-        except ImportError:
-            library = "httpx"
     files, source = load_images(args.images, args.files)
-    print(f"serve_load: {source}", file=sys.stderr)
-
+    progress(source)
     baseline = None
     if model is not None:
-        print("serve_load: in-process baseline ...", file=sys.stderr)
+        progress("in-process baseline")
         baseline = in_process(model, files, args.baseline_images, args.variant)
-        print(f"serve_load: in-process {baseline['predict_many']['images_per_second']} images/s", file=sys.stderr)
-
-    server = None
     extra = args.server_args.split() + (["--variant", args.variant] if args.variant else [])
-    if args.url is None:
-        server = ServerProcess(model, extra)
+    server = ServerProcess(model, extra) if args.url is None else None
     url = args.url or server.url
     try:
-        about = wait_ready(url)
-        name = about["model"]["name"]
-        protocols = ["predict", "kserve"] if args.protocol == "both" else [args.protocol]
+        name = args.model_name or ((baseline or {}).get("model") or {}).get("name") or "emotion"
+        about = wait_ready(url, name)
         results = []
-        for protocol in protocols:
-            asyncio.run(run_level(url, name, 2, 4, files, protocol, 30, library))  # warm-up
+        for protocol in ["predict", "kserve"] if args.protocol == "both" else [args.protocol]:
+            asyncio.run(run_level(url, name, 2, 4, files, protocol, 30))  # warm-up
             for clients in levels:
-                print(f"serve_load: {protocol}, {clients} clients x {args.count} ...", file=sys.stderr)
-                level = asyncio.run(run_level(url, name, clients, args.count, files, protocol, args.max_seconds, library))
-                print(
-                    f"serve_load:   {level['requests_per_second']} req/s, p50 {level['latency_ms']['p50']} ms, "
-                    f"p99 {level['latency_ms']['p99']} ms, errors {level['errors'] or 0}",
-                    file=sys.stderr,
-                )
-                results.append(level)
-        server_info = httpx_get_json(url + "/")
+                progress(f"{protocol}, {clients} clients x {args.count}")
+                results.append(asyncio.run(run_level(url, name, clients, args.count, files, protocol,
+                                                     args.max_seconds)))
     finally:
         status = server.stop() if server is not None else None
-
-    report = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "model": model or url,
-        "model_info": (baseline or {}).get("model") or {"name": about["model"]["name"], "version": about["model"]["version"],
-                                                         "input_size": about["model"]["input_size"]},
-        "server_banner": " ".join(line.replace("emotion-serve: ", "") for line in (server.banner if server else [])[:1]) or url,
-        "server_exit_status": status,
-        "server_counts": server_info.get("counts"),
-        "images": source,
-        "client_library": library,
+    model_info = (baseline or {}).get("model") or {"name": about["name"], "version": about["versions"][0],
+                                                   "input_size": about["inputs"][0]["shape"][1:3]}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "model": model or url, "model_info": model_info,
+        "server_banner": (server.banner[0].replace("emotion-serve: ", "") if server and server.banner else url),
+        "server_exit_status": status, "images": source, "client_library": "httpx",
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version()},
-        "in_process": baseline,
-        "levels": results,
+        "in_process": baseline, "levels": results, "hardware": hardware_report(),
     }
-    if "input_size" not in report["model_info"] and baseline:
-        report["model_info"]["input_size"] = baseline["model"].get("input_size")
-    json_path, md_path = _outputs(args.out)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    md_path.write_text(markdown(report))
-    print(f"serve_load: wrote {json_path} and {md_path}", file=sys.stderr)
-    return 0
 
 
-def httpx_get_json(url: str) -> dict[str, Any]:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=10).json()
-    except Exception:  # the numbers already measured matter more than this summary
-        return {}
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def summary(report: dict[str, Any]) -> str:
+    return "\n".join(f"{level['protocol']}, {level['clients']} clients: {level['requests_per_second']} req/s, p50 "
+                     f"{level['latency_ms']['p50']} ms, p99 {level['latency_ms']['p99']} ms, errors "
+                     f"{level['errors'] or 0}" for level in report["levels"])

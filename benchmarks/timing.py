@@ -1,13 +1,6 @@
-"""Measuring on a shared, noisy machine: repeated runs, medians, spread; and OpenVINO's ``benchmark_app``.
+"""Measuring on a shared, noisy machine: interleaved rounds, medians and spread; and OpenVINO's ``benchmark_app``.
 
-Nothing heavy is imported here (numpy only), so the cold-start child and ``infer-speed`` stay light.
-
-* :func:`summarize` -- median, min, max and quartiles of repeated measurements (what every table shows).
-* :func:`latency_loop` -- synchronous single-image latencies after a warm-up, for a fixed time.
-* :func:`throughput_loop` -- images/s of an asynchronous ``submit`` kept ``window`` deep (a sliding window, so
-  no request waits for a batch barrier).
-* :func:`run_benchmark_app` -- one ``benchmark_app`` run, its median latency and throughput parsed from the JSON
-  statistics report it writes (``-json_stats -report_folder``), falling back to its printed summary.
+Nothing heavy is imported here (numpy only), so the runtime's measurements stay free of TensorFlow.
 """
 
 from __future__ import annotations
@@ -24,9 +17,17 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+
+
+def rotations(items: Sequence[Any], rounds: int) -> Iterator[tuple[int, list[Any]]]:
+    """``(round, items)`` for each round, the first item rotating: whatever the machine's load does over time
+    falls on every item alike, not always on the one measured first."""
+    for r in range(rounds):
+        shift = r % max(1, len(items))
+        yield r, list(items[shift:]) + list(items[:shift])
 
 
 def summarize(values: Iterable[float | None]) -> dict[str, Any]:

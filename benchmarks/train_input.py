@@ -10,7 +10,7 @@ Both produce the same thing, augmented float batches of the seed's 400x500 input
 Measured side by side in one process, interleaved and repeated (the machine is shared and noisy): input-only
 images/s, and the time of one training epoch of the seed model fed by each. Run:
 
-    python -m emotion.benchmarks.train_input ../shared/data/oasis-dev --out benchmarks/results/train_input.md
+    emotion-bench train-input ../shared/data/oasis-dev --out benchmarks/results/train_input.md
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
+from typing import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
+from emotion.runtime.console import positive_int
+from emotion.runtime.preprocess import PreprocessSpec
 
-from emotion.runtime import atomic  # noqa: E402
-from emotion.runtime.preprocess import PreprocessSpec  # noqa: E402
+from .hardware import hardware_report
+from .timing import rotations
 
 
 def _naive_batches(samples, size, batch_size, rng):
@@ -50,7 +51,7 @@ def _naive_batches(samples, size, batch_size, rng):
         yield np.stack(xs).astype(np.float32), np.array(ys, np.float32)
 
 
-def run(data: Path, epochs_repeat: int = 2, batch_size: int = 32, train_epochs: bool = True, limit: int | None = None) -> dict:
+def measure(data: Path, epochs_repeat: int = 2, batch_size: int = 32, train_epochs: bool = True, limit: int | None = None) -> dict:
     import keras
     import tensorflow as tf
 
@@ -83,10 +84,11 @@ def run(data: Path, epochs_repeat: int = 2, batch_size: int = 32, train_epochs: 
         return time.perf_counter() - t
 
     pipeline_epoch()  # warm-up: tf.data graph tracing
-    input_naive, input_pipe = [], []
-    for _ in range(epochs_repeat):  # interleaved
-        input_naive.append(naive_epoch())
-        input_pipe.append(pipeline_epoch())
+    epochs: dict[str, list[float]] = {"naive": [], "pipeline": []}
+    for _, order in rotations(list(epochs), epochs_repeat):
+        for name in order:
+            epochs[name].append(naive_epoch() if name == "naive" else pipeline_epoch())
+    input_naive, input_pipe = epochs["naive"], epochs["pipeline"]
 
     result: dict = {
         "data": str(data), "images_per_epoch": n, "input_size": list(spec.size), "batch_size": batch_size,
@@ -111,10 +113,12 @@ def run(data: Path, epochs_repeat: int = 2, batch_size: int = 32, train_epochs: 
                       steps_per_epoch=int(np.ceil(n / batch_size)))
             return time.perf_counter() - t
 
-        naive_fit, pipe_fit = [], []
-        for _ in range(max(1, epochs_repeat - 1)):
-            naive_fit.append(fit_epoch(lambda: _naive_batches(samples, spec.size, batch_size, rng)))
-            pipe_fit.append(fit_epoch(train_ds))
+        fits: dict[str, list[float]] = {"naive": [], "pipeline": []}
+        for _, order in rotations(list(fits), max(1, epochs_repeat - 1)):
+            for name in order:
+                fits[name].append(fit_epoch(lambda: _naive_batches(samples, spec.size, batch_size, rng))
+                                  if name == "naive" else fit_epoch(train_ds))
+        naive_fit, pipe_fit = fits["naive"], fits["pipeline"]
         result["training_epoch"] = {
             "naive_seconds": [round(s, 2) for s in naive_fit],
             "pipeline_seconds": [round(s, 2) for s in pipe_fit],
@@ -124,6 +128,7 @@ def run(data: Path, epochs_repeat: int = 2, batch_size: int = 32, train_epochs: 
         }
     result["machine"] = {"cpu_count": os.cpu_count(), "python": platform.python_version(),
                          "tensorflow": tf.__version__, "keras": keras.__version__}
+    result["hardware"] = hardware_report()
     return result
 
 
@@ -155,22 +160,19 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m emotion.benchmarks.train_input", description=__doc__.split("\n")[0])
-    p.add_argument("data")
-    p.add_argument("--out", help="Markdown file to write (a .json beside it gets every figure)")
-    p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--no-train", action="store_true", help="input pipeline only, no training epochs")
-    p.add_argument("--limit", type=int, help="use only the first N training images")
-    args = p.parse_args(argv)
-    result = run(Path(args.data), args.repeats, train_epochs=not args.no_train, limit=args.limit)
-    text = markdown(result)
-    print(text)
-    if args.out:
-        atomic.write_text(args.out, text)
-        atomic.write_text(Path(args.out).with_suffix(".json"), json.dumps(result, indent=2))
-    return 0
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="labelled image folder (DATA/Negative, DATA/Positive)")
+    parser.add_argument("--out", metavar="FILE.md", help="write the Markdown report there (and FILE.json beside it)")
+    parser.add_argument("--repeats", type=positive_int, default=2, help="interleaved epochs of each (default 2)")
+    parser.add_argument("--no-train", action="store_true", help="input pipeline only, no training epochs")
+    parser.add_argument("--limit", type=positive_int, help="use only the first N training images")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict:
+    """Measure both input paths on DATA's training split; the document."""
+    progress(f"naive loop against the pipeline on {args.data}")
+    return measure(Path(args.data), args.repeats, train_epochs=not args.no_train, limit=args.limit)
+
+
+def summary(result: dict) -> str:
+    return markdown(result)

@@ -2,8 +2,8 @@
 
 Exit status: 0 exported and FP32 matches Keras; 1 exported but FP32 parity failed (the report and files are
 written so they can be inspected); 2 nothing exported (bad input, an existing --out without --force, a
-conversion error, Ctrl-C): one line on stderr, no traceback (set EMOTION_DEBUG=1 to see one), and no
-half-written folder.
+conversion error): one line on stderr and no half-written folder; 130 interrupted (143 on SIGTERM), nothing
+written.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import contextlib
 import os
 import sys
 
-from .common import DEFAULT_CALIBRATION_SIZE, DEFAULT_OPSET, PRECISIONS
+from emotion.runtime.console import guard
 
-EXIT_ERROR = 2
+from .common import DEFAULT_CALIBRATION_SIZE, DEFAULT_OPSET, PRECISIONS, ExportError
+
 PROG = "emotion-export"
 
 
@@ -25,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a trained emotion model (run folder or .keras file) to ONNX and OpenVINO IR "
         "(FP32, FP16, INT8) as an OpenVINO Model Server repository, and verify every variant against Keras.",
         epilog="Layout of DIR: <name>/<version>/model.xml|bin (FP32), <name>-fp16/..., <name>-int8/..., "
-        "<name>.onnx, export_report.json. Exit status: 0 ok, 1 FP32 parity failed (files written), 2 error.",
+        "<name>.onnx, export_report.json. Exit status: 0 ok, 1 FP32 parity failed (files written), 2 error, "
+        "130 interrupted.",
     )
     parser.add_argument("source", metavar="RUN_OR_MODEL", help="training run folder, or a .keras model file")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to create (refused if it exists)")
@@ -57,57 +59,28 @@ def _quiet_native_logs() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
+@guard(ExportError, prog=PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_native_logs()
-    debug = os.environ.get("EMOTION_DEBUG", "") not in ("", "0")
-    from .common import ExportError
+    from .pipeline import check_arguments
 
-    try:
-        from .pipeline import check_arguments
+    # Cheap checks before TensorFlow is imported: a typo costs a fraction of a second.
+    check_arguments(args.source, args.out, args.precision, args.calibration, args.data, args.max_auc_drop,
+                    args.opset, args.name, args.version, args.force)
+    if args.calibration_size < 1:
+        raise ExportError("--calibration-size must be at least 1")
+    from .pipeline import export_model
 
-        # Cheap checks before TensorFlow is imported: a typo costs a fraction of a second.
-        check_arguments(args.source, args.out, args.precision, args.calibration, args.data, args.max_auc_drop,
-                        args.opset, args.name, args.version, args.force)
-        if args.calibration_size < 1:
-            raise ExportError("--calibration-size must be at least 1")
-        from .pipeline import export_model
-
-        # Libraries print progress on stdout (NNCF's bars); stdout is for the table or the --json report only.
-        sink = open(os.devnull, "w") if args.quiet else sys.stderr
-        try:
-            with contextlib.redirect_stdout(sink):
-                report = export_model(
-                    args.source, args.out, args.precision, calibration=args.calibration, data=args.data,
-                    max_auc_drop=args.max_auc_drop, opset=args.opset, name=args.name, version=args.version,
-                    force=args.force, calibration_size=args.calibration_size, progress=not args.quiet,
-                )
-        finally:
-            if sink is not sys.stderr:
-                sink.close()
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
-        return EXIT_ERROR
-    except (ExportError, FileExistsError) as exc:
-        if debug:
-            raise
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as exc:  # an unexpected failure: still one line, and still nothing half-written
-        if debug:
-            raise
-        print(f"{PROG}: error: {type(exc).__name__}: {_one_line(exc)} (set EMOTION_DEBUG=1 for a traceback)",
-              file=sys.stderr)
-        return EXIT_ERROR
-    if args.json:
-        sys.stdout.write(report.to_json())
-    else:
-        print(report.table())
+    # Libraries print progress on stdout (NNCF's bars); stdout is for the table or the --json report only.
+    with open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stderr) as sink, \
+            contextlib.redirect_stdout(sink):
+        report = export_model(
+            args.source, args.out, args.precision, calibration=args.calibration, data=args.data,
+            max_auc_drop=args.max_auc_drop, opset=args.opset, name=args.name, version=args.version,
+            force=args.force, calibration_size=args.calibration_size, progress=not args.quiet,
+        )
+    sys.stdout.write(report.to_json() if args.json else report.table() + "\n")
     if not report.ok:
         print(f"{PROG}: FP32 parity failed: {'; '.join(report.verification.problems)}", file=sys.stderr)
     return report.exit_code

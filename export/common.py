@@ -8,15 +8,25 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from emotion.runtime.locate import REPORT_NAME  # noqa: F401 - the export folder's report, named once
+from emotion.runtime.metadata import ModelInfo
+
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_OPSET = 17
 MIN_OPSET = 17  # opset 17 is what OpenVINO, ONNX Runtime and tf2onnx 1.17 all handle well
 DEFAULT_CALIBRATION_SIZE = 300  # NNCF's default subset size; enough for per-tensor activation ranges
-REPORT_NAME = "export_report.json"
 IR_XML = "model.xml"
 IR_BIN = "model.bin"
 # OVMS wants numeric version folders; names become folder names and URL parts (KServe /v2/models/<name>).
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# OpenVINO Model API reads these from rt_info. With ``embedded_processing`` false it adds, in memory at load, its
+# own preprocessing in front of our uint8 input: a BGR photo of any size (what ``cv2.imread`` gives) resized to
+# the model's size (OpenCV-style bilinear, aspect ratio not kept, as ours), then turned to RGB. No mean and no
+# scale: the graph divides by 255 itself. The files are unchanged, so emotion.runtime feeds them as before.
+MODEL_API_PREPROCESSING = {
+    "embedded_processing": "False", "reverse_input_channels": "True", "resize_type": "standard",
+    "interpolation_mode": "LINEAR", "mean_values": "", "scale_values": "",
+}
 
 
 class ExportError(Exception):
@@ -82,7 +92,7 @@ class StepTimer:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
 
 
-def metadata_strings(info, precision: str) -> dict[str, str]:
-    """What goes in ``rt_info["model_info"]`` / ONNX metadata for one variant: :meth:`ModelInfo.to_strings`
-    with ``precision`` set (it includes Model API's ``orig_height``/``orig_width``)."""
-    return dict(info.replace(precision=precision).to_strings())
+def metadata_strings(info: ModelInfo, precision: str) -> dict[str, str]:
+    """What goes in ``rt_info["model_info"]`` and the ONNX metadata of one variant: :meth:`ModelInfo.to_strings`
+    with ``precision`` set, and Model API's preprocessing keys (:data:`MODEL_API_PREPROCESSING`)."""
+    return {**info.replace(precision=precision).to_strings(), **MODEL_API_PREPROCESSING}

@@ -110,7 +110,6 @@ def verification_set(
     split=None,
     data: str | os.PathLike | None = None,
     calibration: str | os.PathLike | None = None,
-    limit: int | None = None,
     progress: bool = True,
 ) -> ImageSet:
     """Labelled images to compare the backends on; synthetic unlabelled ones when there are none."""
@@ -122,10 +121,10 @@ def verification_set(
             dataset = load_dataset(data)
         except DataError as exc:
             raise ExportError(str(exc)) from None
-        samples = _sample(dataset.samples, limit or 0)
+        samples = dataset.samples
         return _load(samples, spec, f"{len(samples)} images from --data {dataset.root}", True, label)
     if split is not None and split.validation:
-        samples = _sample(list(split.validation), limit or 0)
+        samples = split.validation
         return _load(samples, spec, f"{len(samples)} validation-split images from {split.root}", True, label)
     if calibration is not None:
         try:
@@ -133,7 +132,7 @@ def verification_set(
         except DataError:
             dataset = None
         if dataset is not None:
-            samples = _sample(dataset.samples, limit or 0)
+            samples = dataset.samples
             return _load(
                 samples, spec,
                 f"{len(samples)} images from the --calibration folder {dataset.root} (no validation split: "

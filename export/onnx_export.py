@@ -1,14 +1,13 @@
-"""Keras -> ONNX with tf2onnx: one float-input core graph, and the shipped uint8-input graph built from it.
+"""Keras -> ONNX with tf2onnx: the one graph every exported file is made from.
+
+The converted function takes the uint8 image and scales it itself (``cast`` then ``* float32(1/255)``, bit for
+bit :func:`emotion.runtime.preprocess.scale`), so the shipped ONNX needs no editing and the IRs, converted from
+this same file, need no preprocessing of their own.
 
 Why ``from_function``: ``tf2onnx.convert.from_keras`` needs an explicit signature and fails on Keras 3 models
 loaded from ``.keras`` files (tensorflow-onnx issue 2448). Wrapping the model in a ``tf.function`` that calls
-it with ``training=False`` (what Keras' own ``model.export(format="onnx")`` does) gives an inference-only
-graph: dropout gone, batch normalisation on its moving statistics.
-
-Why the uint8 input is added by editing the ONNX graph rather than converting a second function: the IR is
-converted from the float core (its uint8 input and scaling come from OpenVINO's PrePostProcessor), so editing
-the core keeps the shipped ONNX and the IRs on one and the same converted graph. The prepended ``Cast`` +
-``Mul(float32(1/255))`` is bit for bit :func:`emotion.runtime.preprocess.scale`.
+it with ``training=False`` (what Keras' own ``model.export(format="onnx")`` does) gives an inference-only graph:
+dropout gone, batch normalisation on its moving statistics.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from .common import ExportError
 
 OUTPUT_ORDER = (OUTPUT_SCORES, OUTPUT_PROBABILITY)  # Model API classifies with the first output
 MODEL_API_PREFIX = "model_info"  # Model API reads ONNX metadata from keys "model_info <name>"
-_SCALED = f"{INPUT_NAME}_scaled"
 
 
 def _quiet_tf2onnx() -> None:
@@ -51,19 +49,24 @@ def _patch_numpy2() -> None:
         patch_tf2onnx()
 
 
-def convert_core(model: Any, info: ModelInfo, opset: int) -> Any:
-    """The float32-input ONNX graph: input ``image`` (N, H, W, 3) in [0, 1]; outputs scores, probability."""
+def convert(model: Any, info: ModelInfo, opset: int) -> Any:
+    """The ONNX graph: input ``image`` uint8 (N, H, W, 3) RGB; outputs ``scores`` (N, 2) and ``probability`` (N, 1).
+
+    Raises:
+        ExportError: tf2onnx cannot convert the model, or its result does not have our tensor names.
+    """
     import tensorflow as tf
 
     _patch_numpy2()
     import tf2onnx
 
     _quiet_tf2onnx()
-    spec = (tf.TensorSpec((None, info.input_height, info.input_width, 3), tf.float32, name=INPUT_NAME),)
+    spec = (tf.TensorSpec((None, info.input_height, info.input_width, 3), tf.uint8, name=INPUT_NAME),)
 
     @tf.function(input_signature=spec)
     def serve(image):
-        probability = tf.reshape(tf.cast(model(image, training=False), tf.float32), (-1, 1))
+        pixels = tf.cast(image, tf.float32) * tf.constant(np.float32(1.0 / 255.0))
+        probability = tf.reshape(tf.cast(model(pixels, training=False), tf.float32), (-1, 1))
         scores = tf.concat([1.0 - probability, probability], axis=1)
         return {OUTPUT_SCORES: scores, OUTPUT_PROBABILITY: probability}
 
@@ -94,72 +97,34 @@ def _name_batch_dimension(proto: Any) -> None:
             dims[0].dim_param = "batch"
 
 
-def with_uint8_input(core: Any) -> Any:
-    """A copy of ``core`` whose input ``image`` is uint8 and scaled inside: Cast -> Mul(float32(1/255))."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    proto = copy.deepcopy(core)
-    graph = proto.graph
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name == INPUT_NAME:
-                node.input[i] = _SCALED
-    for output in graph.output:
-        if output.name == INPUT_NAME:  # never the case for our models; kept for correctness
-            raise ExportError("the model's output is its input")
-    graph.input[0].type.tensor_type.elem_type = TensorProto.UINT8
-    graph.initializer.append(numpy_helper.from_array(np.array(np.float32(1.0 / 255.0)), f"{INPUT_NAME}_scale"))
-    cast = helper.make_node("Cast", [INPUT_NAME], [f"{INPUT_NAME}_f32"], to=TensorProto.FLOAT,
-                            name=f"{INPUT_NAME}/cast")
-    mul = helper.make_node("Mul", [f"{INPUT_NAME}_f32", f"{INPUT_NAME}_scale"], [_SCALED], name=f"{INPUT_NAME}/scale")
-    nodes = [cast, mul] + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.checker.check_model(proto, full_check=True)
-    return proto
-
-
 def set_metadata(proto: Any, strings: Mapping[str, str]) -> None:
     """ModelInfo strings as flat ``metadata_props`` (ours) and as ``model_info <key>`` (OpenVINO Model API)."""
     del proto.metadata_props[:]
     for key, value in strings.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    for key, value in strings.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = f"{MODEL_API_PREFIX} {key}", value
+        proto.metadata_props.add(key=key, value=value)
+        proto.metadata_props.add(key=f"{MODEL_API_PREFIX} {key}", value=value)
 
 
-def read_metadata(path_or_proto: Any) -> dict[str, str]:
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The flat ``metadata_props`` of an ONNX file (what :meth:`ModelInfo.from_strings` reads)."""
     import onnx
 
-    proto = path_or_proto
-    if isinstance(path_or_proto, (str, os.PathLike)):
-        proto = onnx.load(os.fspath(path_or_proto), load_external_data=False)
+    proto = onnx.load(os.fspath(path), load_external_data=False)
     return {p.key: p.value for p in proto.metadata_props if " " not in p.key}
 
 
-def keras_to_onnx(model: Any, info: ModelInfo, opset: int, strings: Mapping[str, str]) -> tuple[Any, Any]:
-    """(core float-input proto for the IR, shipped uint8-input proto with metadata), both checked."""
+def keras_to_onnx(model: Any, info: ModelInfo, opset: int, strings: Mapping[str, str], path: Path) -> Path:
+    """Convert ``model``, describe it, attach ``strings`` as metadata, check it and save it as ``path``."""
     import onnx
 
-    core = convert_core(model, info, opset)
-    onnx.checker.check_model(core, full_check=True)
-    shipped = with_uint8_input(core)
-    shipped.doc_string = (
+    proto = convert(model, info, opset)
+    proto.doc_string = (
         f"emotion-edge {info.name} v{info.version}: input '{INPUT_NAME}' uint8 NHWC RGB "
         f"{info.input_height}x{info.input_width}; outputs '{OUTPUT_SCORES}' [P(Negative), P(Positive)] and "
         f"'{OUTPUT_PROBABILITY}' P(Positive)"
     )
-    set_metadata(shipped, strings)
-    onnx.checker.check_model(shipped)
-    return core, shipped
-
-
-def save(proto: Any, path: Path) -> None:
-    import onnx
-
+    set_metadata(proto, strings)
+    onnx.checker.check_model(proto, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, os.fspath(path))
+    return path

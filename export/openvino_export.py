@@ -1,8 +1,7 @@
-"""ONNX -> OpenVINO IR: uint8 input and scaling by PrePostProcessor, named outputs, metadata in rt_info.
+"""ONNX -> OpenVINO IR: the shipped ONNX file converted as it is, its metadata in ``rt_info["model_info"]``.
 
-Why PrePostProcessor rather than Convert/Multiply nodes: it is OpenVINO's declared way to say "this input
-arrives as u8 NHWC and is divided by 255", which the CPU plugin fuses into the first convolution, and tools
-that read the IR (Model API, Model Server) see the input layout.
+The ONNX graph already takes uint8 NHWC RGB and scales it, so the IR is converted from that very file and every
+exported model shares one graph; only the input's layout (NHWC) is declared, for tools that read it.
 
 Why ``compress_to_fp16=False`` for FP32: ``openvino.save_model`` compresses weights to f16 *by default*, so
 an IR saved naively is silently an FP16 one. :func:`constant_types` reads the saved XML to prove what it holds.
@@ -21,84 +20,71 @@ from emotion.runtime.metadata import INPUT_NAME, OUTPUT_PROBABILITY, OUTPUT_SCOR
 from .common import ExportError
 
 
-def onnx_to_openvino(core_onnx: str | os.PathLike, height: int, width: int) -> Any:
-    """The float core ONNX as an ``openvino.Model`` taking uint8 NHWC RGB (N dynamic, H x W fixed)."""
+def onnx_to_openvino(onnx_path: str | os.PathLike) -> Any:
+    """The exported ONNX file as an ``openvino.Model``: uint8 NHWC RGB input (N dynamic), outputs scores, probability.
+
+    Raises:
+        ExportError: OpenVINO cannot convert the file, or the outputs are not ours.
+    """
     import openvino as ov
-    from openvino.preprocess import PrePostProcessor
 
     try:
-        model = ov.convert_model(os.fspath(core_onnx))
+        model = ov.convert_model(os.fspath(onnx_path))
     except Exception as exc:  # OpenVINO raises RuntimeError/OpConversionFailure with long messages
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"OpenVINO could not convert the ONNX model: {first}") from None
-    ppp = PrePostProcessor(model)
-    tensor = ppp.input(INPUT_NAME).tensor()
-    tensor.set_element_type(ov.Type.u8)
-    tensor.set_layout(ov.Layout("NHWC"))
-    ppp.input(INPUT_NAME).preprocess().convert_element_type(ov.Type.f32).scale(255.0)
-    ppp.input(INPUT_NAME).model().set_layout(ov.Layout("NHWC"))
-    model = ppp.build()
-    model.reshape({INPUT_NAME: ov.PartialShape([-1, height, width, 3])})
+    ov.layout_helpers.set_layout(model.input(INPUT_NAME), ov.Layout("NHWC"))
     names = [sorted(o.get_names()) for o in model.outputs]
     if names != [[OUTPUT_SCORES], [OUTPUT_PROBABILITY]]:
         raise ExportError(f"the converted IR has unexpected outputs {names}")
     return model
 
 
-def set_model_info(model: Any, strings: Mapping[str, str]) -> None:
-    """Write (replacing) every ``rt_info["model_info"][key]``; values are strings, as Model API expects."""
-    for key, value in strings.items():
-        model.set_rt_info(str(value), [RT_INFO_SECTION, key])
-
-
-def read_model_info(model_or_path: Any) -> dict[str, str]:
-    """``rt_info["model_info"]`` of an IR (path or ``openvino.Model``) as a flat string map."""
+def save_ir(model: Any, xml_path: Path, strings: Mapping[str, str], compress_to_fp16: bool) -> Path:
+    """Save ``model`` as ``xml_path`` + ``.bin`` with ``strings`` as its ``rt_info["model_info"]``."""
     import openvino as ov
 
-    model = model_or_path
-    if isinstance(model_or_path, (str, os.PathLike)):
-        model = ov.Core().read_model(os.fspath(model_or_path))
+    for key, value in strings.items():
+        model.set_rt_info(str(value), [RT_INFO_SECTION, key])
+    xml_path.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, os.fspath(xml_path), compress_to_fp16=compress_to_fp16)
+    return xml_path
+
+
+def read_model_info(xml_path: str | os.PathLike) -> dict[str, str]:
+    """``rt_info["model_info"]`` of a saved IR as a flat string map."""
+    import openvino as ov
+
+    model = ov.Core().read_model(os.fspath(xml_path))
     if not model.has_rt_info([RT_INFO_SECTION]):
         return {}
     section = model.get_rt_info()[RT_INFO_SECTION]
     return {key: section[key].astype(str) for key in section.keys()}
 
 
-def save_ir(model: Any, xml_path: Path, strings: Mapping[str, str], compress_to_fp16: bool) -> Path:
-    """Save ``model`` with its metadata as ``xml_path`` + ``.bin``."""
-    import openvino as ov
-
-    set_model_info(model, strings)
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(model, os.fspath(xml_path), compress_to_fp16=compress_to_fp16)
-    return xml_path
+def _layers(xml_path: str | os.PathLike) -> list[ElementTree.Element]:
+    return list(ElementTree.parse(os.fspath(xml_path)).getroot().iter("layer"))
 
 
 def constant_types(xml_path: str | os.PathLike) -> Counter:
-    """Element types of the IR's float/int constants (``Const`` layers), read from the XML itself.
+    """Element types of the IR's ``Const`` layers, read from the XML itself.
 
     An FP32 IR has f32 weights and no f16; an FP16-compressed IR has f16 weights; an INT8 IR has i8/u8 ones.
     """
-    counts: Counter = Counter()
-    for layer in ElementTree.parse(os.fspath(xml_path)).getroot().iter("layer"):
-        if layer.get("type") == "Const":
-            data = layer.find("data")
-            if data is not None and data.get("element_type"):
-                counts[data.get("element_type")] += 1
-    return counts
+    data = (layer.find("data") for layer in _layers(xml_path) if layer.get("type") == "Const")
+    return Counter(d.get("element_type") for d in data if d is not None and d.get("element_type"))
 
 
 def op_types(xml_path: str | os.PathLike) -> Counter:
     """Operation types of an IR, from its XML (e.g. FakeQuantize in an INT8 IR)."""
-    return Counter(layer.get("type") for layer in ElementTree.parse(os.fspath(xml_path)).getroot().iter("layer"))
+    return Counter(layer.get("type") for layer in _layers(xml_path))
 
 
-def cpu_supports_bf16(core: Any | None = None) -> bool:
-    """True when the CPU plugin can compute in bf16 (AVX512_BF16 / AMX): then it does so by default."""
-    import openvino as ov
+def cpu_supports_bf16() -> bool:
+    """True when OpenVINO's CPU plugin can compute in bf16 (AVX512_BF16 or AMX); it then does so by default."""
+    from emotion.runtime.backends import shared_core
 
-    core = core or ov.Core()
     try:
-        return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    except Exception:  # an OpenVINO without the property: assume not
+        return "BF16" in shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except RuntimeError:  # no CPU plugin: nothing can compute in bf16 here
         return False

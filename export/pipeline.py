@@ -3,21 +3,21 @@
 Order of work, cheapest checks first so a mistake costs seconds, not a TensorFlow import:
 arguments and paths -> load the Keras model (one sigmoid output?) -> read images -> ONNX -> IRs -> INT8 ->
 verification -> report. Everything is written inside a hidden temporary sibling of ``out_dir`` that is renamed
-into place only at the end (:func:`emotion.runtime.atomic.atomic_directory`); intermediate files that are not
-shipped (the float core ONNX, an FP32 IR that was not asked for but is needed to quantize and to check
-parity) live in a separate temporary folder that is always removed.
+into place only at the end (:func:`emotion.train.atomic.atomic_directory`); an FP32 IR that was not asked for
+(it is needed to quantize and to check parity) is removed before then.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
-from emotion.runtime.atomic import atomic_directory, write_text
+from emotion.train.atomic import atomic_directory, write_text
+from emotion.train.versions import library_versions
 
 from .common import (
     DEFAULT_CALIBRATION_SIZE,
@@ -65,8 +65,12 @@ def check_arguments(
     name: str | None,
     version: str | int | None,
     force: bool,
-) -> tuple[Path, Path | None, tuple[str, ...]]:
-    """Everything that can be checked without TensorFlow; returns (model file, run folder, precisions)."""
+) -> tuple[Path, Any, tuple[str, ...]]:
+    """Everything that can be checked without TensorFlow: (the .keras file, its run or None, the precisions).
+
+    Raises:
+        ExportError: the first problem found, in one line that says what to change.
+    """
     from .data import image_files
     from .source import locate
 
@@ -81,13 +85,13 @@ def check_arguments(
             raise ExportError("--max-auc-drop controls INT8 quantization; add int8 to --precision")
         if not 0.0 < float(max_auc_drop) < 1.0:
             raise ExportError(f"--max-auc-drop must be between 0 and 1 (an absolute ROC AUC drop), got {max_auc_drop}")
-    model_path, run_dir = locate(source)
+    model_path, run = locate(source)
     out = Path(out_dir).expanduser()
     if out.exists() and not force:
         raise ExportError(f"{out} already exists; choose another folder or pass --force to replace it")
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
-    protected = [model_path, run_dir] + [Path(p).expanduser() for p in (calibration, data) if p is not None]
+    protected = [model_path, run.path if run else None] + [Path(p).expanduser() for p in (calibration, data) if p is not None]
     for item in protected:
         if item is not None and item.exists() and _inside(item, out):
             raise ExportError(f"--out {out} contains {item}; replacing it would delete that: choose another folder")
@@ -95,7 +99,7 @@ def check_arguments(
         image_files(calibration, "calibration")  # a folder without images is an error before any slow work
     if data is not None and not Path(data).expanduser().is_dir():
         raise ExportError(f"--data {data} is not a folder (expected DATA/Negative and DATA/Positive)")
-    return model_path, run_dir, chosen
+    return model_path, run, chosen
 
 
 def export_model(
@@ -111,21 +115,25 @@ def export_model(
     version: str | int | None = None,
     force: bool = False,
     calibration_size: int = DEFAULT_CALIBRATION_SIZE,
-    verify_limit: int | None = None,
     progress: bool = True,
 ) -> ExportReport:
     """Export a run folder or ``.keras`` file to ``out_dir`` and verify it; see :mod:`emotion.export`.
 
-    ``name``/``version`` default to the model's ModelInfo (``emotion``/``1``). ``verify_limit`` caps the number
-    of verification images (a deterministic sample). Raises :class:`ExportError` for unusable input (nothing
-    is written then); returns the report otherwise, also when FP32 parity failed (``report.ok`` is False and
-    the files are written, so the report can be read next to them).
+    Args:
+        name, version: the repository's model name and version folder (default: the model's, ``emotion``/``1``).
+
+    Returns:
+        The report, also when FP32 parity failed (``report.ok`` is False then, and the files are written so the
+        report can be read next to them).
+
+    Raises:
+        ExportError: unusable input, or a conversion that failed; nothing is written then.
     """
     started = time.perf_counter()
     say = _say(progress)
     if calibration_size < 1:
         raise ExportError(f"calibration_size must be at least 1, got {calibration_size}")
-    model_path, run_dir, chosen = check_arguments(
+    model_path, run, chosen = check_arguments(
         source, out_dir, precisions, calibration, data, max_auc_drop, opset, name, version, force
     )
     out = Path(out_dir).expanduser()
@@ -137,7 +145,7 @@ def export_model(
         say(f"[{next(counter)}/{len(steps)}] {label}")
 
     from .data import calibration_set, verification_set
-    from .source import load_source
+    from .source import keras_predict, load_source
 
     step(f"loading {model_path}")
     with timer.step("load_keras"):
@@ -147,80 +155,80 @@ def export_model(
     info = info.replace(version=model_version)
     report = ExportReport(
         source=str(model_path.resolve()), source_sha256=info.source_sha256,
-        run_dir=str(run_dir.resolve()) if run_dir else None, out_dir=str(out.resolve()), name=model_name, version=model_version, precisions=list(chosen), opset=int(opset),
-        model_info=metadata_strings(info, "fp32"), notes=list(src.notes),
+        run_dir=str(run.path.resolve()) if run else None, out_dir=str(out.resolve()), name=model_name,
+        version=model_version, precisions=list(chosen), opset=int(opset), model_info=metadata_strings(info, "fp32"),
+        notes=list(src.notes),
     )
-    spec = info.preprocess_spec
 
     step("reading images through the shared preprocessing")
     with timer.step("images"):
-        images = verification_set(spec, src.split, data, calibration, verify_limit, progress)
-        cal = calibration_set(spec, src.split, calibration, calibration_size, progress) if "int8" in chosen else None
+        images = verification_set(info.preprocess_spec, src.split, data, calibration, progress)
+        cal = (calibration_set(info.preprocess_spec, src.split, calibration, calibration_size, progress)
+               if "int8" in chosen else None)
 
-    from .onnx_export import keras_to_onnx, save as save_onnx
-    from .openvino_export import constant_types, onnx_to_openvino, op_types, save_ir
-    from .verify import verify
+    from .onnx_export import keras_to_onnx
+    from .openvino_export import cpu_supports_bf16, onnx_to_openvino, save_ir
+    from . import parity
+    from .verify import export_formats, verify
 
-    with tempfile.TemporaryDirectory(prefix="emotion-export-") as scratch_dir, \
-            atomic_directory(out, force=force) as build:
-        scratch = Path(scratch_dir)
+    def save(model: Any, precision: str) -> Path:
+        return save_ir(model, ir_path(build, model_name, model_version, precision),
+                       metadata_strings(info, precision), compress_to_fp16=precision == "fp16")
+
+    with atomic_directory(out, force=force) as build:
         step(f"Keras -> ONNX (tf2onnx, opset {opset})")
         with timer.step("onnx"):
-            core, shipped = keras_to_onnx(src.model, info, int(opset), metadata_strings(info, "fp32"))
-            save_onnx(core, scratch / "core.onnx")
-            save_onnx(shipped, onnx_path(build, model_name))
-
+            onnx_file = keras_to_onnx(src.model, info, int(opset), metadata_strings(info, "fp32"),
+                                      onnx_path(build, model_name))
         step("ONNX -> OpenVINO IR (FP32)")
-        irs: dict[str, Path] = {}
         with timer.step("openvino_fp32"):
-            ov_model = onnx_to_openvino(scratch / "core.onnx", spec.height, spec.width)
-            root = build if "fp32" in chosen else scratch
-            irs["fp32"] = save_ir(ov_model, ir_path(root, model_name, model_version, "fp32"),
-                                  metadata_strings(info, "fp32"), compress_to_fp16=False)
+            ov_model = onnx_to_openvino(onnx_file)
+            save(ov_model, "fp32")  # always: INT8 is quantized from it and parity is checked on it
         if "fp16" in chosen:
             step("FP16-compressed IR")
             with timer.step("openvino_fp16"):
-                irs["fp16"] = save_ir(ov_model, ir_path(build, model_name, model_version, "fp16"),
-                                      metadata_strings(info, "fp16"), compress_to_fp16=True)
+                save(ov_model, "fp16")
         if "int8" in chosen:
             from .quantize import quantize_int8
 
-            mode = "with accuracy control" if max_auc_drop is not None else ""
-            step(f"INT8 by NNCF post-training quantization {mode}".strip())
+            step("INT8 by NNCF post-training quantization" + (" with accuracy control" if max_auc_drop else ""))
             with timer.step("openvino_int8"):
-                reference_model = ov_model.clone()
-                quantized, report.quantization = quantize_int8(
-                    reference_model, cal, images if images.labels is not None else None, max_auc_drop
-                )
-                irs["int8"] = save_ir(quantized, ir_path(build, model_name, model_version, "int8"),
-                                      metadata_strings(info, "int8"), compress_to_fp16=False)
+                validation = images if images.labels is not None else None
+                quantized, report.quantization = quantize_int8(ov_model.clone(), cal, validation, max_auc_drop)
+                save(quantized, "int8")
 
-        step(f"verifying on {len(images)} images")
+        built = ("fp32",) + tuple(p for p in chosen if p != "fp32")
+        step(f"verifying on {len(images)} images through emotion.runtime")
         with timer.step("verify"):
-            verify_irs = {p: irs[p] for p in irs}
-            report.verification = verify(src.model, info, images, onnx_path(build, model_name), verify_irs,
-                                         progress=(lambda v: say(f"      checking {v}")) if progress else None)
+            formats = export_formats(built, cpu_supports_bf16())
+            report.verification = verify(build, keras_predict(src.model, images.images), info, images, formats,
+                                         parity.EXPORT_LIMITS,
+                                         progress=(lambda name: say(f"      checking {name}")) if progress else None)
         if "fp32" not in chosen:
+            shutil.rmtree(ir_path(build, model_name, model_version, "fp32").parent.parent)
             report.notes.append("the FP32 IR was built to quantize and to check parity but not kept "
                                 "(not in --precision)")
-
-        onnx_file = onnx_path(build, model_name)
-        report.files["onnx"] = {"path": onnx_file.name, "bytes": onnx_file.stat().st_size, "opset": int(opset)}
-        for precision in chosen:
-            xml = irs[precision]
-            bin_ = xml.with_name(IR_BIN)
-            ops = op_types(xml)
-            report.files[precision] = {
-                "path": xml.relative_to(build).as_posix(),
-                "bytes": xml.stat().st_size + bin_.stat().st_size,
-                "bin_bytes": bin_.stat().st_size,
-                "constants": dict(sorted(constant_types(xml).items())),
-                "fake_quantize": ops.get("FakeQuantize", 0),
-            }
+        report.files = _describe_files(build, onnx_file, int(opset), {
+            p: ir_path(build, model_name, model_version, p) for p in chosen})
         timer.seconds["total"] = round(time.perf_counter() - started, 3)
         report.timings = dict(timer.seconds)
-        from .report import library_versions
-
         report.versions = library_versions()
         write_text(build / REPORT_NAME, report.to_json())
     return report
+
+
+def _describe_files(build: Path, onnx_file: Path, opset: int, irs: dict[str, Path]) -> dict[str, dict]:
+    """Path, size, constant types and fake-quantize count of every shipped file, for the report."""
+    from .openvino_export import constant_types, op_types
+
+    files = {"onnx": {"path": onnx_file.name, "bytes": onnx_file.stat().st_size, "opset": opset}}
+    for precision, xml in irs.items():
+        weights = xml.with_name(IR_BIN)
+        files[precision] = {
+            "path": xml.relative_to(build).as_posix(),
+            "bytes": xml.stat().st_size + weights.stat().st_size,
+            "bin_bytes": weights.stat().st_size,
+            "constants": dict(sorted(constant_types(xml).items())),
+            "fake_quantize": op_types(xml).get("FakeQuantize", 0),
+        }
+    return files

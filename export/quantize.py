@@ -38,26 +38,29 @@ def _quiet_nncf() -> None:
 
 
 def roc_auc(compiled_model: Any, items: Any) -> tuple[float, None]:
-    """NNCF validation function: ROC AUC of P(Positive) over (image, label) items."""
-    from sklearn.metrics import roc_auc_score
+    """NNCF's validation function: ROC AUC of P(Positive) over (image, label) items, on the model NNCF compiled.
 
-    probabilities, labels = [], []
-    for image, label in items:
-        result = compiled_model(image)
-        probabilities.append(float(np.asarray(result[OUTPUT_PROBABILITY]).reshape(-1)[0]))
-        labels.append(int(label))
-    if len(set(labels)) < 2:
-        raise ValueError("ROC AUC needs both classes")  # tells NNCF to rank layers by output changes instead
-    return float(roc_auc_score(labels, probabilities)), None
+    Raises:
+        ValueError: the items hold one class; NNCF then ranks layers by how much they change the outputs.
+    """
+    from emotion.train.metrics import roc_auc as auc
+
+    items = list(items)
+    probabilities = [float(np.asarray(compiled_model(image)[OUTPUT_PROBABILITY]).reshape(-1)[0]) for image, _ in items]
+    value = auc(np.array([int(label) for _, label in items]), np.array(probabilities))
+    if np.isnan(value):
+        raise ValueError("ROC AUC needs both classes")
+    return value, None
 
 
 def _float_scope(nncf: Any, model: Any) -> Any:
     """Operations kept in float: edge's colour statistics (of the whole picture and of its centre: every layer
-    whose name contains FLOAT_LAYER) and everything after them (BatchNorm and one-unit head). Quantizing the
-    elementwise steps of the statistics costs 84% label agreement and 0.05 AUC; quantizing the standardised
-    statistics per tensor before the head moved P(Positive) by up to 0.22 (93% agreement, AUC +0.016 on 90
-    images): rare-hue bins are heavy-tailed, one 8-bit scale cannot hold them. For a head of a few dozen weights
-    int8 saves nothing measurable. Models without that layer (seed) are quantized entirely."""
+    whose name contains FLOAT_LAYER) and everything after them (BatchNorm and the one-unit head).
+
+    Rare-hue histogram bins are heavy-tailed, so one 8-bit scale per tensor cannot hold the statistics, and a
+    head of a few dozen weights gains nothing from int8 (measured in benchmarks/results/model_quality.md).
+    Models without that layer (seed) are quantized entirely.
+    """
     names: set[str] = set()
     frontier = [op for op in model.get_ops() if FLOAT_LAYER in op.get_friendly_name()]
     while frontier:

@@ -1,13 +1,11 @@
 """The export's input: a training run folder or a bare ``.keras`` file, checked before any slow work.
 
-A run folder (``model.keras`` + ``split.csv`` + ``run.json``) also gives the training split (calibration images)
-and the validation split (verification images). A ``.keras`` file inside a run folder is treated as that run,
-so ``RUN`` and ``RUN/model.keras`` export the same way.
+A run (:class:`emotion.train.run_folder.RunFolder`) also gives the training split (calibration images) and the
+validation split (verification images); a ``.keras`` file inside a run folder stands for that run.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +14,11 @@ from typing import Any
 import numpy as np
 
 from emotion.runtime.metadata import ModelInfo
-from emotion.train.model_io import MODEL_NAME, ModelFileError, predict_proba, resolve_model_path
+from emotion.train.data import DataError
+from emotion.train.model_io import ModelFileError, predict_proba
+from emotion.train.run_folder import RunFolder, locate as locate_run
 
 from .common import ExportError
-
-RUN_JSON = "run.json"
-MANIFEST = "split.csv"
 
 
 @dataclass
@@ -29,62 +26,41 @@ class Source:
     """A loaded Keras model with its metadata and, when it came from a run, that run's split."""
 
     model_path: Path
-    run_dir: Path | None
+    run: RunFolder | None
     model: Any  # keras.Model
     info: ModelInfo
     split: Any | None  # emotion.train.data.Split
     notes: list[str]
 
 
-def locate(path: str | os.PathLike) -> tuple[Path, Path | None]:
-    """(the .keras file, the run folder or None), with a one-line :class:`ExportError` otherwise. No TensorFlow."""
+def locate(path: str | os.PathLike) -> tuple[Path, RunFolder | None]:
+    """(the .keras file, its run or None), with a one-line :class:`ExportError` otherwise. No TensorFlow."""
     raw = Path(path).expanduser()
     if not raw.exists() and not raw.is_symlink():
         raise ExportError(f"{raw} does not exist; give a training run folder or a .keras model file")
     try:
-        model_path = resolve_model_path(raw)
+        return locate_run(raw)
     except ModelFileError as exc:
         raise ExportError(str(exc)) from None
-    folder = model_path.parent
-    is_run = model_path.name == MODEL_NAME and (folder / MANIFEST).is_file() and (folder / RUN_JSON).is_file()
-    return model_path, folder if is_run else None
-
-
-def read_run_split(run_dir: Path) -> tuple[Any | None, str | None]:
-    """The run's split from ``split.csv`` + ``run.json["data_root"]``, or (None, why not)."""
-    from emotion.train.data import read_manifest
-
-    try:
-        run = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
-        data_root = Path(run["data_root"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return None, f"{run_dir / RUN_JSON} gives no usable data_root ({exc}); the run's split is not used"
-    if not data_root.is_dir():
-        return None, f"the run's data folder {data_root} is missing; the run's split is not used"
-    try:
-        split = read_manifest(run_dir / MANIFEST, data_root)
-    except (OSError, ValueError, KeyError) as exc:
-        return None, f"{run_dir / MANIFEST} could not be read ({exc}); the run's split is not used"
-    return split, None
 
 
 def load_source(path: str | os.PathLike) -> Source:
     """Load the model (inference only) and its ModelInfo; refuse anything but one sigmoid output."""
     from emotion.train.model_io import load_model
 
-    model_path, run_dir = locate(path)
+    model_path, run = locate(path)
     try:
         model, info = load_model(model_path)
     except ModelFileError as exc:
         raise ExportError(str(exc)) from None
     check_single_sigmoid(model, model_path)
-    notes: list[str] = []
-    split = None
-    if run_dir is not None:
-        split, why = read_run_split(run_dir)
-        if why:
-            notes.append(why)
-    return Source(model_path, run_dir, model, info, split, notes)
+    split, notes = None, []
+    if run is not None:
+        try:
+            split = run.split()
+        except DataError as exc:
+            notes.append(f"{exc}; the run's split is not used")
+    return Source(model_path, run, model, info, split, notes)
 
 
 def _final_activation(model: Any) -> str | None:

@@ -1,10 +1,9 @@
-"""Atomic outputs: a file or folder is either absent or complete, never half-written (Ctrl-C included)."""
+"""Atomic output files: absent or complete, never half-written (Ctrl-C and SIGTERM included)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -27,10 +26,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the file the permissions open() would
-    binary = "b" in mode
+    text = {} if "b" in mode else {"encoding": encoding, "errors": "surrogateescape"}
     try:
-        with os.fdopen(fd, mode, encoding=None if binary else encoding,
-                       errors=None if binary else "surrogateescape") as handle:
+        with os.fdopen(fd, mode, **text) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -38,42 +36,4 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_open(path, "w") as handle:
-        handle.write(text)
-
-
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_open(path, "wb") as handle:
-        handle.write(data)
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Build a folder in a temporary sibling and move it to ``path`` when the block succeeds.
-
-    Raises:
-        FileExistsError: ``path`` exists and ``force`` is false. With ``force`` it is replaced only once the new
-            folder is complete, so an interrupted run leaves the old one intact.
-    """
-    path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} already exists; choose another folder or pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~umask())
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise

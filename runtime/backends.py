@@ -12,6 +12,7 @@ threads that decode and infer side by side keep every core busy: the runtime's o
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import os
 import threading
@@ -40,11 +41,9 @@ def cache_dir(choice: str | os.PathLike | bool | None) -> Path | None:
         choice = os.environ.get("EMOTION_CACHE_DIR", os.path.join(base, "emotion-edge", "openvino"))
     if not choice:
         return None
-    try:
+    with contextlib.suppress(OSError):
         os.makedirs(choice, exist_ok=True)
-    except OSError:
-        return None
-    return Path(choice) if os.access(choice, os.W_OK) else None
+    return Path(choice) if os.path.isdir(choice) and os.access(choice, os.W_OK) else None
 
 
 def open_backend(path: Path, backend: str | None = None, **options: Any) -> "Backend":
@@ -77,11 +76,10 @@ class Backend(abc.ABC):
     def __init__(self, path: Path, device: str, precision: str | None, mode: str) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; use 'latency' or 'throughput'")
-        if str(precision or "f32").lower() not in PRECISIONS:
+        self.precision = PRECISIONS.get(str(precision or "f32").lower())
+        if self.precision is None:
             raise ValueError(f"unknown precision {precision!r}; use one of f32, bf16, f16")
-        self.path, self.device, self.mode = path, device, mode
-        self.precision = PRECISIONS[str(precision or "f32").lower()]
-        self.closed = False
+        self.path, self.device, self.mode, self.closed = path, device, mode, False
 
     def infer(self, image: np.ndarray) -> float:
         """P(Positive) for one uint8 (H, W, 3) image at the model's size."""
@@ -89,7 +87,7 @@ class Backend(abc.ABC):
             raise RuntimeError("the classifier is closed")
         try:
             return self._run(image[None])
-        except RuntimeError as exc:
+        except Exception as exc:  # each engine raises its own types; callers get one
             raise RuntimeError(f"inference failed: {one_line(exc)}") from None
 
     @abc.abstractmethod
@@ -103,9 +101,14 @@ class Backend(abc.ABC):
     def close(self) -> None:
         self.closed = True
 
-    def _check(self, name: str, dtype: str, shape: tuple, outputs: set[str], inputs: int = 1) -> None:
-        """The exported-model contract: one uint8 NHWC input named ``image`` at the metadata's size."""
-        info = self.info
+    def _adopt(self, metadata: Mapping[str, str], name: str, dtype: str, shape: tuple, outputs: set[str],
+               inputs: int) -> None:
+        """Read :attr:`info` from the model's metadata, and check the exported-model contract: one uint8 NHWC
+        input named ``image`` at the metadata's size, and a ``probability`` output."""
+        try:
+            self.info = info = ModelInfo.from_strings(metadata)
+        except ModelLoadError as exc:
+            raise ModelLoadError(f"{self.path}: {exc}") from None
         expected = f"uint8 NHWC [N, {info.input_height}, {info.input_width}, 3] named {INPUT_NAME!r}"
         shown = f"{dtype} [{', '.join('?' if d is None else str(d) for d in shape)}]"
         shown += f", one of {inputs} inputs" if inputs != 1 else ""
@@ -140,8 +143,8 @@ def openvino_metadata(model: Any) -> dict[str, str]:
 class OpenVINOBackend(Backend):
     """OpenVINO: the model compiled for one image at a time, and one ``InferRequest`` per thread that infers.
 
-    A dynamic batch costs shape inference on every call (it halves a small model's speed), so the input is
-    made static at batch 1.
+    A dynamic batch costs shape inference on every call (a large share of a small model's time), so the input
+    is made static at batch 1.
     """
 
     name = "openvino"
@@ -156,9 +159,8 @@ class OpenVINOBackend(Backend):
             model = core.read_model(os.fspath(path))
         except Exception as exc:
             raise ModelLoadError(f"{path}: cannot read the model: {one_line(exc)}") from None
-        self.info = _parse_metadata(path, openvino_metadata(model))
         port, shape = model.inputs[0], model.inputs[0].get_partial_shape()
-        self._check(INPUT_NAME if INPUT_NAME in port.get_names() else port.get_any_name(),
+        self._adopt(openvino_metadata(model), INPUT_NAME if INPUT_NAME in port.get_names() else port.get_any_name(),
                     port.get_element_type().to_dtype().name,
                     tuple(d.get_length() if d.is_static else None for d in shape) if shape.rank.is_static else (),
                     {name for out in model.outputs for name in out.get_names()}, len(model.inputs))
@@ -216,7 +218,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ModelLoadError("the onnxruntime backend needs the onnxruntime package (pip install onnxruntime)") from None
+            raise ModelLoadError("the onnxruntime backend needs onnxruntime (pip install onnxruntime)") from None
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if mode == "throughput":  # parallel runs, one core each, rather than one run on every core
@@ -226,21 +228,11 @@ class OnnxRuntimeBackend(Backend):
             self._session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelLoadError(f"{path}: cannot load the ONNX model: {one_line(exc)}") from None
-        self.info = _parse_metadata(path, self._session.get_modelmeta().custom_metadata_map)
         port = self._session.get_inputs()[0]
-        self._check(port.name, {"tensor(uint8)": "uint8", "tensor(float)": "float32"}.get(port.type, port.type),
+        self._adopt(self._session.get_modelmeta().custom_metadata_map, port.name,
+                    {"tensor(uint8)": "uint8", "tensor(float)": "float32"}.get(port.type, port.type),
                     tuple(d if isinstance(d, int) else None for d in port.shape),
                     {o.name for o in self._session.get_outputs()}, len(self._session.get_inputs()))
 
     def _run(self, batch: np.ndarray) -> float:
-        try:
-            return float(self._session.run([OUTPUT_PROBABILITY], {INPUT_NAME: batch})[0][0, 0])
-        except Exception as exc:  # ONNX Runtime's own exception types
-            raise RuntimeError(one_line(exc)) from None
-
-
-def _parse_metadata(path: Path, values: Mapping[str, str]) -> ModelInfo:
-    try:
-        return ModelInfo.from_strings(values)
-    except ModelLoadError as exc:
-        raise ModelLoadError(f"{path}: {exc}") from None
+        return float(self._session.run([OUTPUT_PROBABILITY], {INPUT_NAME: batch})[0][0, 0])

@@ -65,6 +65,8 @@ class EmotionClassifier:
 
     def __init__(self, backend: Backend, workers: int | None = None) -> None:
         self.backend, self.info, self.spec = backend, backend.info, backend.info.preprocess_spec
+        self.path, self.labels = backend.path, backend.info.labels  # the model file in use, and its two labels
+        self.input_shape = (self.spec.height, self.spec.width, 3)  # what goes to the model without preprocessing
         self.workers = workers or max(os.cpu_count() or 1, backend.parallelism)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="emotion")
 
@@ -93,20 +95,6 @@ class EmotionClassifier:
         model = resolve_model(path, backend=backend, variant=variant)
         return cls(open_backend(model, backend, device=device, precision=precision, mode=mode, config=config,
                                 cache_dir=resolve_cache_dir(cache_dir), num_requests=num_requests), workers)
-
-    @property
-    def path(self) -> Any:
-        """The model file in use."""
-        return self.backend.path
-
-    @property
-    def labels(self) -> tuple[str, str]:
-        return self.info.labels
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(height, width, 3): the uint8 array that goes to the model without preprocessing."""
-        return (self.spec.height, self.spec.width, 3)
 
     def describe(self) -> dict[str, Any]:
         """The model and how it runs, JSON-ready (reports, ``emotion-infer --json``, the server)."""
@@ -139,8 +127,8 @@ class EmotionClassifier:
         """P(Positive), float32 (N,), for a uint8 (N, H, W, 3) RGB batch already at the model's size."""
         batch = np.asarray(batch)
         if batch.dtype != np.uint8 or batch.shape[1:] != self.input_shape:
-            raise ValueError(f"predict_batch takes a uint8 array of shape (N, {', '.join(map(str, self.input_shape))}); "
-                             f"got {batch.dtype} {batch.shape} (use predict_many for files)")
+            raise ValueError(f"predict_batch takes a uint8 array of shape (N, {', '.join(map(str, self.input_shape))})"
+                             f"; got {batch.dtype} {batch.shape} (use predict_many for files)")
         return np.array([self.backend.infer(image) for image in batch], np.float32)
 
     def submit(self, image: ImageSource) -> "Future[Prediction]":
@@ -150,7 +138,8 @@ class EmotionClassifier:
         """
         return self._submit(self.predict, image)
 
-    def predict_many(self, images: Iterable[ImageSource | Candidate], window: int | None = None) -> Iterator[Prediction]:
+    def predict_many(self, images: Iterable[ImageSource | Candidate],
+                     window: int | None = None) -> Iterator[Prediction]:
         """Classify every item of ``images``, yielding one :class:`Prediction` per item, in input order.
 
         An item that cannot be classified yields a Prediction with ``error`` set and the stream goes on. Workers

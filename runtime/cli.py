@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import csv
 import importlib.util
-import io
 import json
 import os
 import sys
@@ -25,7 +24,8 @@ from tqdm import tqdm
 
 from .atomic import atomic_open
 from .classifier import EmotionClassifier, Prediction
-from .console import EXIT_OK, EXIT_PARTIAL, UsageError, add_model_options, guard, load_classifier, positive_int
+from .console import (EXIT_OK, EXIT_PARTIAL, UsageError, add_model_options, display_path, guard, load_classifier,
+                      model_line, positive_int)
 from .files import discover
 
 OUTPUT_KINDS = (".csv", ".jsonl", ".json", ".parquet")
@@ -34,7 +34,7 @@ COLUMNS = ("path", "label", "probability", "error")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="emotion-infer", description="Classify images as Positive or Negative with an exported emotion-edge model.",
+        prog="emotion-infer", description="Classify images as Positive or Negative with an exported model.",
         epilog="Exit status: 0 all classified, 1 some files failed (the rest are still reported), 2 usage or model "
                "error, 130 interrupted (143 on SIGTERM).")
     parser.add_argument("paths", nargs="+", metavar="PATH",
@@ -86,7 +86,8 @@ def check_output(output: str | None) -> None:
 def report(predictions: Any, model: dict[str, Any], args: argparse.Namespace) -> int:
     """Show and write ``predictions`` as ``emotion-infer`` does; the exit status (1 when some files failed)."""
     try:
-        with atomic_open(args.output, "wb") if args.output else contextlib.nullcontext() as handle:
+        binary = Path(args.output or "").suffix.lower() == ".parquet"
+        with atomic_open(args.output, "wb" if binary else "w") if args.output else contextlib.nullcontext() as handle:
             return _report(predictions, model, args, handle)
     except BrokenPipeError:  # `emotion-infer photos/ | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -95,7 +96,7 @@ def report(predictions: Any, model: dict[str, Any], args: argparse.Namespace) ->
         raise UsageError(f"cannot write {args.output or 'the results'}: {exc.strerror or exc}") from None
 
 
-def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, handle: IO[bytes] | None) -> int:
+def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, handle: IO | None) -> int:
     bar = tqdm(desc="classifying", unit="img", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False,
                dynamic_ncols=True)
 
@@ -103,16 +104,13 @@ def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, h
         bar.write(text, file=stream) if not bar.disable and stream.isatty() else print(text, file=stream)
 
     kind = Path(args.output or "").suffix.lower()
-    writers = [ParquetWriter(handle) if kind == ".parquet" else
-               Writer(lambda text: handle.write(text.encode("utf-8", "surrogateescape")), kind, model)] if handle else []
+    writers = [ParquetWriter(handle) if kind == ".parquet" else Writer(handle.write, kind, model)] if handle else []
     if args.json:
         utf8 = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8"
         writers.append(Writer(sys.stdout.write, ".json", model, ascii_only=not utf8))
     if not args.quiet:
-        say(sys.stderr, f"emotion-infer: model {model['name']} v{model['version']} ({model['model_precision']}) from "
-                        f"{display_path(model['path'])}: {model['backend']} {model['device']} {model['precision']}, "
-                        f"{model['mode']}, {model['workers']} workers" + (" on Ray ({address}: {nodes} nodes, {cpus:g} "
-                        "CPUs, {actors} actors of {actor_threads} threads)".format(**model["ray"]) if "ray" in model else ""))
+        say(sys.stderr, f"emotion-infer: {model_line(model)}" + (" on Ray ({address}: {nodes} nodes, {cpus:g} CPUs, "
+                        "{actors} actors of {actor_threads} threads)".format(**model["ray"]) if "ray" in model else ""))
     table = not (args.json or args.quiet)
     width = max(len(label) for label in model["labels"] + ["label"])
     if table:
@@ -123,7 +121,8 @@ def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, h
         if prediction.ok:
             counts[prediction.label] += 1
             if table:
-                say(sys.stdout, f"{prediction.label:<{width}}  {prediction.probability:11.4f}  {display_path(prediction.path)}")
+                say(sys.stdout,
+                    f"{prediction.label:<{width}}  {prediction.probability:11.4f}  {display_path(prediction.path)}")
         else:
             errors += 1
             say(sys.stderr, f"emotion-infer: {display_path(prediction.path)}: {prediction.error}")
@@ -154,18 +153,20 @@ class Writer:
 
     def __init__(self, write: Callable[[str], Any], kind: str, model: dict[str, Any], ascii_only: bool = False) -> None:
         self.write, self.kind, self.ascii_only, self.count = write, kind, ascii_only, 0
+        self.rows = csv.writer(self, lineterminator="\n")  # it hands each row to self.write
         if kind == ".csv":
-            self._csv(COLUMNS)
+            self.rows.writerow(COLUMNS)
         elif kind == ".json":
             write('{"model": ' + self._json(model) + ', "results": [')
 
     def add(self, prediction: Prediction) -> None:
         record = prediction.to_dict()
         if self.kind == ".csv":
-            self._csv(["" if record[c] is None else record[c] for c in COLUMNS])
+            self.rows.writerow([record[c] for c in COLUMNS])  # None as an empty field
+        elif self.kind == ".jsonl":
+            self.write(self._json(record) + "\n")
         else:
-            self.write(("" if self.kind == ".jsonl" else ",\n  " if self.count else "\n  ") + self._json(record)
-                       + ("\n" if self.kind == ".jsonl" else ""))
+            self.write((",\n  " if self.count else "\n  ") + self._json(record))
         self.count += 1
 
     def finish(self, summary: dict[str, Any]) -> None:
@@ -174,11 +175,6 @@ class Writer:
 
     def _json(self, value: Any) -> str:
         return json.dumps(value, ensure_ascii=self.ascii_only).encode("utf-8", "backslashreplace").decode("utf-8")
-
-    def _csv(self, values: Any) -> None:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
-        self.write(buffer.getvalue())
 
 
 class ParquetWriter:
@@ -210,11 +206,6 @@ class ParquetWriter:
 
         self.writer.write_table(pyarrow.Table.from_pylist(self.rows, self.schema))
         self.rows = []
-
-
-def display_path(path: Any) -> str:
-    """A path for people: bytes that are not UTF-8 shown as ``\\xe9`` escapes (never an encoding error)."""
-    return "-" if path is None else os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 if __name__ == "__main__":  # pragma: no cover

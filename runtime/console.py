@@ -6,15 +6,18 @@ the same clean-up (atomic outputs removed, models closed), because both arrive a
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
 import signal
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # argparse is imported by the commands, not by the runtime's library path
+    import argparse
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+Main = Callable[..., int]  # a command's main: arguments in, exit status out
 
 
 class UsageError(ValueError):
@@ -32,22 +35,29 @@ def one_line(exc: BaseException) -> str:
     return (useful or lines or [type(exc).__name__])[-1].rstrip(".")
 
 
+def display_path(path: Any) -> str:
+    """A path for people: bytes that are not UTF-8 shown as ``\\xe9`` escapes (never an encoding error)."""
+    return "-" if path is None else os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def model_line(model: dict[str, Any]) -> str:
+    """How every command announces its model, from :meth:`EmotionClassifier.describe`."""
+    return ("model {name} v{version} ({model_precision}) from {where}: {backend} {device} {precision}, {mode}, "
+            "{workers} workers").format(where=display_path(model["path"]), **model)
+
+
 def attempt(step: Callable[[Any], Any], value: Any) -> tuple[Any, str | None]:
     """``(step(value), None)``, or ``(None, the one-line reason it failed)``: one item's failure, reported
     with that item, never stops a stream of them."""
-    from .preprocess import ImageDecodeError
-
     try:
         return step(value), None
-    except ImageDecodeError as exc:
-        return None, str(exc)
     except MemoryError:
         return None, "out of memory while decoding"
     except Exception as exc:
         return None, one_line(exc)
 
 
-def guard(*expected: type[BaseException], prog: str | None = None) -> Callable[[Callable[..., int]], Callable[..., int]]:
+def guard(*expected: type[BaseException], prog: str | None = None) -> Callable[[Main], Main]:
     """Run a command's ``main`` on the shared error path.
 
     Args:
@@ -58,7 +68,7 @@ def guard(*expected: type[BaseException], prog: str | None = None) -> Callable[[
     from .metadata import ModelLoadError
     from .preprocess import ImageDecodeError
 
-    def wrap(main: Callable[..., int]) -> Callable[..., int]:
+    def wrap(main: Main) -> Main:
         @functools.wraps(main)
         def run(*args: Any, **kwargs: Any) -> int:
             name = prog or os.path.basename(sys.argv[0] or "emotion")
@@ -88,19 +98,23 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1."""
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
+    return _positive(text, int, "a positive integer")
 
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
+    return _positive(text, float, "a positive number")
+
+
+def _positive(text: str, kind: Callable[[str], Any], what: str) -> Any:
     try:
-        value = float(text)
+        value = kind(text)
     except ValueError:
-        value = 0.0
+        value = 0
     if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        import argparse  # the error path only: the library path of the runtime does not import argparse
+
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value
 
 
@@ -117,8 +131,9 @@ def add_model_options(parser: argparse.ArgumentParser, mode: str = "throughput")
     group = parser.add_argument_group("model")
     group.add_argument("-m", "--model", help="model: .xml, .onnx, a version, repository or export folder (default: "
                                              "$EMOTION_MODEL, else the newest export under ./exports/)")
-    group.add_argument("--variant", choices=VARIANTS, help="which model of an export folder: fp32 (default), fp16, int8")
-    group.add_argument("--backend", choices=BACKENDS, help="inference engine (default: from the model file; .xml openvino)")
+    group.add_argument("--variant", choices=VARIANTS, help="which model of an export folder (default: fp32)")
+    group.add_argument("--backend", choices=BACKENDS,
+                       help="inference engine (default: from the model file: .onnx onnxruntime, .xml openvino)")
     group.add_argument("--device", default="CPU", help="OpenVINO device: CPU (default), GPU, AUTO, ...")
     group.add_argument("--precision", choices=("f32", "bf16", "f16"),
                        help="inference precision: f32 (default, parity with training); bf16 is faster on CPUs with AMX")
@@ -128,8 +143,8 @@ def add_model_options(parser: argparse.ArgumentParser, mode: str = "throughput")
     group.add_argument("--requests", type=positive_int, default=0, metavar="N",
                        help="inferences worth running at once (default: OpenVINO's optimal number for the mode)")
     cache = group.add_mutually_exclusive_group()
-    cache.add_argument("--cache-dir", metavar="DIR",
-                       help="OpenVINO compiled-model cache (default: $EMOTION_CACHE_DIR or ~/.cache/emotion-edge/openvino)")
+    cache.add_argument("--cache-dir", metavar="DIR", help="OpenVINO compiled-model cache (default: "
+                                                          "$EMOTION_CACHE_DIR or ~/.cache/emotion-edge/openvino)")
     cache.add_argument("--no-cache", action="store_true", help="do not use the compiled-model cache")
 
 

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 # JPEG 2000, PNM.
 SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF",
               b"\x00\x00\x00\x0cjP  ", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".ppm", ".pgm", ".pbm"}
+IMAGE_EXTENSIONS = set(".jpg .jpeg .jpe .png .gif .bmp .tif .tiff .webp .jp2 .ppm .pgm .pbm".split())
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,19 @@ class Candidate:
 def sniff(path: Path) -> str | None:
     """None when ``path`` looks like an image file, else a one-line reason."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # opening a FIFO would wait for a writer
-            return "not a regular file (a FIFO, socket or device)"
-        with open(path, "rb") as handle:
-            head = handle.read(16)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: a FIFO must not wait for a writer
     except FileNotFoundError:
         return "broken symbolic link or file vanished"
     except OSError as exc:
         return "permission denied" if isinstance(exc, PermissionError) else f"cannot read: {exc.strerror or exc}"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "not a regular file (a FIFO, socket or device)"
+        head = os.read(fd, 16)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    finally:
+        os.close(fd)
     if not head:
         return "empty file (0 bytes)"
     return None if head.startswith(SIGNATURES) else "not an image (content is not a known image format)"

@@ -74,7 +74,10 @@ def parse_request(body: bytearray, header_length: str | None, info: ModelInfo) -
 
     With a header length of 0 the whole body is one encoded image file, as OpenVINO Model Server allows.
     """
-    size = len(body) if header_length is None else _integer(header_length, HEADER_LENGTH)
+    try:
+        size = len(body) if header_length is None else int(header_length)
+    except ValueError:
+        raise ValueError(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
     if not 0 <= size <= len(body):
         raise ValueError(f"{HEADER_LENGTH} is {size}, but the body has {len(body)} bytes")
     if size == 0 and header_length is not None:
@@ -100,8 +103,8 @@ def parse_request(body: bytearray, header_length: str | None, info: ModelInfo) -
         count = math.prod(shape)
         files = _split_bytes(raw, count) if raw is not None else _base64_files(tensor.get("data"), count)
         return InferRequest(request.get("id"), outputs, files=files)
-    raise ValueError(f"input {INPUT_NAME!r}: datatype {tensor.get('datatype')!r} is not accepted; send UINT8 "
-                     f"[N, {info.input_height}, {info.input_width}, 3] (decoded, resized RGB) or BYTES [N] (image files)")
+    raise ValueError(f"input {INPUT_NAME!r}: datatype {tensor.get('datatype')!r} is not accepted; send UINT8 [N, "
+                     f"{info.input_height}, {info.input_width}, 3] (decoded, resized RGB) or BYTES [N] (image files)")
 
 
 def encode_response(request: InferRequest, probabilities: np.ndarray, info: ModelInfo) -> tuple[bytes, int | None]:
@@ -136,20 +139,14 @@ def shortest(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-def _integer(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{what} must be an integer, got {text!r}") from None
-
-
 def _json_object(data: memoryview) -> dict[str, Any]:
     try:
         value = json.loads(bytes(data))
     except UnicodeDecodeError:
-        raise ValueError(f"the inference request is not UTF-8 JSON (binary data needs the {HEADER_LENGTH} header)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"the inference request is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ValueError("the inference request is not UTF-8 JSON (binary data needs the "
+                         f"{HEADER_LENGTH} header)") from None
+    except json.JSONDecodeError as exc:  # its message says where: "Expecting value: line 1 column 1 (char 0)"
+        raise ValueError(f"the inference request is not valid JSON: {exc}") from None
     except RecursionError:
         raise ValueError("the inference request JSON is nested too deeply") from None
     if not isinstance(value, dict):
@@ -172,7 +169,8 @@ def _outputs(asked: Any, binary: bool) -> list[Output]:
     outputs = []
     for item in asked:
         if item.get("name") not in OUTPUTS:
-            raise ValueError(f"unknown output {item.get('name')!r}; this model's outputs are {', '.join(map(repr, OUTPUTS))}")
+            raise ValueError(f"unknown output {item.get('name')!r}; this model's outputs are "
+                             f"{', '.join(map(repr, OUTPUTS))}")
         parameters = _parameters(item)
         classes = parameters.get("classification", 0)
         if type(classes) is not int or classes < 0 or (classes and item["name"] != OUTPUT_SCORES):
@@ -201,38 +199,30 @@ def _pixels(shape: list[int], data: Any, raw: memoryview | None, info: ModelInfo
     expected = [info.input_height, info.input_width, 3]
     if len(shape) != 4 or shape[1:] != expected:
         raise ValueError(f"input {INPUT_NAME!r}: UINT8 shape {shape} does not match the model's [N, "
-                         f"{', '.join(map(str, expected))}] (resize with the model's preprocessing, or send files as BYTES)")
+                         f"{', '.join(map(str, expected))}] (resize with the model's preprocessing, "
+                         "or send files as BYTES)")
     size = math.prod(shape)
     if raw is not None:
         if len(raw) != size:
-            raise ValueError(f"input {INPUT_NAME!r}: {len(raw)} bytes of binary data for UINT8 {shape}, which needs {size}")
+            raise ValueError(f"input {INPUT_NAME!r}: {len(raw)} bytes of binary data for UINT8 {shape}, "
+                             f"which needs {size}")
         return np.frombuffer(raw, np.uint8).reshape(shape)  # a view of the body, not a copy
     values = _flat(data)
     if len(values) != size:
         raise ValueError(f"input {INPUT_NAME!r}: {len(values)} values for UINT8 {shape}, which needs {size}")
-    try:
-        array = np.array(values)
-    except (TypeError, ValueError, OverflowError):
-        array = np.array(["not a number"])
-    if size and (array.dtype.kind not in "iu" or array.min() < 0 or array.max() > 255):
+    if size and (values.dtype.kind not in "iu" or values.min() < 0 or values.max() > 255):
         raise ValueError(f"input {INPUT_NAME!r}: UINT8 data must be integers 0-255")
-    return array.astype(np.uint8).reshape(shape)
+    return values.astype(np.uint8).reshape(shape)
 
 
-def _flat(data: Any) -> list:
-    """``data`` flat or nested, flattened in row-major order, without recursion."""
-    if not isinstance(data, list):
-        raise ValueError(f"input {INPUT_NAME!r}: 'data' must be a list")
-    flat, stack = [], [iter(data)]
-    while stack:
-        item = next(stack[-1], stack)
-        if item is stack:
-            stack.pop()
-        elif isinstance(item, list):
-            stack.append(iter(item))
-        else:
-            flat.append(item)
-    return flat
+def _flat(data: Any, dtype: Any = None) -> np.ndarray:
+    """JSON ``data``, flat or evenly nested, as a flat array in row-major order."""
+    try:
+        if isinstance(data, list):
+            return np.array(data, dtype=dtype).ravel()
+    except (TypeError, ValueError, OverflowError):
+        pass
+    raise ValueError(f"input {INPUT_NAME!r}: 'data' must be a list of values, flat or evenly nested")
 
 
 def _split_bytes(raw: memoryview, count: int) -> list[bytes]:
@@ -252,7 +242,7 @@ def _split_bytes(raw: memoryview, count: int) -> list[bytes]:
 
 
 def _base64_files(data: Any, count: int) -> list[bytes]:
-    items = _flat(data)
+    items = _flat(data, object)
     if len(items) != count:
         raise ValueError(f"input {INPUT_NAME!r}: {len(items)} BYTES elements for a shape of {count}")
     files = []

@@ -38,7 +38,10 @@ def resolve_model(path: str | os.PathLike, backend: str | None = None, variant: 
         raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
     if not path.exists():
         raise ModelLoadError(f"model {path} {'is a broken symbolic link' if path.is_symlink() else 'does not exist'}")
-    model = _model_file(path, suffixes) if path.is_file() else _model_in(path, suffixes) or _latest_version(path, suffixes)
+    if path.is_file():
+        model = _model_file(path, suffixes)
+    else:  # a version folder, else a repository of versions, else an export folder
+        model = _model_in(path, suffixes) or _latest_version(path, suffixes)
     if model is None:
         return _from_export(path, suffixes, variant)
     if variant not in (None, "fp32"):

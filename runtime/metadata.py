@@ -11,7 +11,7 @@ strings on the wire, as ``rt_info`` and ONNX metadata require.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from .preprocess import DEFAULT_INPUT_SIZE, DEFAULT_RESIZE_FILTER, PreprocessSpec
@@ -106,7 +106,8 @@ class ModelInfo:
             raise ModelLoadError("the model has no emotion-edge metadata (rt_info 'model_info' / ONNX "
                                  "metadata_props); export it with emotion-export")
         if values[FORMAT_KEY] != FORMAT_VERSION or values.get("layout", "NHWC") != "NHWC":
-            raise ModelLoadError(f"metadata format {values[FORMAT_KEY]!r} is not supported (expected {FORMAT_VERSION}, NHWC)")
+            raise ModelLoadError(f"metadata format {values[FORMAT_KEY]!r} is not supported "
+                                 f"(expected {FORMAT_VERSION}, NHWC)")
         parsed = {}
         for f in fields(cls):
             key = f.metadata["key"]
@@ -119,11 +120,3 @@ class ModelInfo:
             except ValueError as exc:
                 raise ModelLoadError(f"the model's metadata {key!r} is malformed: {exc}") from None
         return cls(**parsed)
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "labels": list(self.labels)}, indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "ModelInfo":
-        data = json.loads(text)
-        return cls(**{**data, "labels": tuple(data["labels"])})

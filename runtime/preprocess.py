@@ -56,7 +56,7 @@ class PreprocessSpec:
         if self.height < 8 or self.width < 8:
             raise ValueError(f"input size must be at least 8x8, got {self.height}x{self.width}")
         if self.resize_filter not in RESIZE_FILTERS:
-            raise ValueError(f"unknown resize filter {self.resize_filter!r}; known: {', '.join(sorted(RESIZE_FILTERS))}")
+            raise ValueError(f"unknown resize filter {self.resize_filter!r}; known: {', '.join(RESIZE_FILTERS)}")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -89,18 +89,15 @@ def decode(source: ImageSource, spec: PreprocessSpec = PreprocessSpec()) -> Imag
         ImageDecodeError: the input is not a usable image.
     """
     image = open_image(source, spec)
-    rgb = None
     try:
         image.load()
-        rgb = to_rgb8(ImageOps.exif_transpose(image))
-        return rgb
+        return to_rgb8(ImageOps.exif_transpose(image))  # a new image: exif_transpose copies
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"refused before decoding (decompression-bomb guard): {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
         raise ImageDecodeError(f"corrupt or truncated image: {exc}") from None
     finally:
-        # An image opened here is closed here (multi-frame files keep their file open otherwise).
-        if image is not source and rgb is not image:
+        if image is not source:  # opened here, closed here (multi-frame files keep their file open otherwise)
             image.close()
 
 
@@ -109,12 +106,9 @@ def to_rgb8(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit PNGs arrive as I on some Pillow versions: map 0..65535 like I;16.
-        data = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
-        return Image.fromarray((data >> 8).astype(np.uint8), "L").convert("RGB")
-    if mode == "F":
-        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode.startswith("I") or mode == "F":  # I;16* and I (16-bit PNGs arrive as I on some Pillow versions)
+        grey = np.clip(np.asarray(image), 0, 255) if mode == "F" else np.clip(np.asarray(image), 0, 65535) >> 8
+        return Image.fromarray(grey.astype(np.uint8), "L").convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, BACKGROUND_RGB + (255,))

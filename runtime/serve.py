@@ -11,7 +11,8 @@ import contextlib
 import socket
 import sys
 
-from .console import EXIT_OK, UsageError, add_model_options, guard, load_classifier, positive_float, positive_int
+from .console import (EXIT_OK, UsageError, add_model_options, guard, load_classifier, model_line, positive_float,
+                      positive_int)
 
 PROG = "emotion-serve"
 
@@ -20,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Serve an exported emotion-edge model: POST /predict and the KServe v2 REST API.",
         epilog="Exit status: 0 stopped normally (Ctrl-C, SIGTERM), 2 usage, model or address error.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0: any free port)")
     parser.add_argument("--max-upload-mb", type=positive_float, default=20.0, metavar="MB",
                         help="largest request body, in MiB; larger ones get 413 (default: 20)")
@@ -29,9 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
                         help="seconds to answer once the body is in; then 504 (default: 30)")
     parser.add_argument("--max-batch", type=positive_int, default=64, metavar="N",
-                        help="images in one request (files in /predict, N in a KServe tensor); more get 413 (default: 64)")
+                        help="images in one request (files in /predict, N of a KServe tensor); more get 413 "
+                             "(default: 64)")
     parser.add_argument("--max-request-megapixels", type=positive_float, default=64.0, metavar="MP",
-                        help="pixels one request may ask to decode, from the images' headers; more get 413 (default: 64)")
+                        help="pixels one request may ask to decode, from the images' headers; more get 413 "
+                             "(default: 64)")
     parser.add_argument("--max-megapixels", type=positive_float, default=256.0, metavar="MP",
                         help="pixels of work the server takes on at once; past it requests get 503 (default: 256)")
     parser.add_argument("--model-name", metavar="NAME",
@@ -43,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket. Made with ``IPPROTO_TCP`` because asyncio sets ``TCP_NODELAY`` only on such
+    connections; without it, Nagle's algorithm and delayed ACKs add 40 ms to every keep-alive response."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    return sock
+
+
 @guard(prog="emotion-serve")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -51,22 +67,20 @@ def main(argv: list[str] | None = None) -> int:
 
         from .server import ServeSettings, create_app
     except ImportError as exc:
-        raise UsageError(f"{exc.name} is missing: install the serve extra (pip install 'emotion-edge[serve]')") from None
+        raise UsageError(f"{exc.name} is missing: install the serve extra "
+                         "(pip install 'emotion-edge[serve]')") from None
     settings = ServeSettings(
         max_upload_bytes=int(args.max_upload_mb * 2**20), read_timeout=args.read_timeout, timeout=args.timeout,
         max_batch=args.max_batch, max_request_pixels=int(args.max_request_megapixels * 1e6),
         max_pixels=int(max(args.max_megapixels, args.max_request_megapixels) * 1e6), model_name=args.model_name)
     with load_classifier(args) as classifier:
         try:
-            family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-            sock = socket.create_server((args.host, args.port), family=family, backlog=2048)
+            sock = listen(args.host, args.port)
         except OSError as exc:
             raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
         host, port = sock.getsockname()[:2]
         host, model = f"[{host}]" if ":" in host else host, classifier.describe()
-        print(f"{PROG}: model {model['name']} v{model['version']} ({model['model_precision']}) from {model['path']}: "
-              f"{model['backend']} {model['device']} {model['precision']}, {model['mode']}, {model['workers']} workers\n"
-              f"{PROG}: listening on http://{host}:{port} (POST /predict, "
+        print(f"{PROG}: {model_line(model)}\n{PROG}: listening on http://{host}:{port} (POST /predict, "
               f"/v2/models/{args.model_name or model['name']}/infer)", file=sys.stderr, flush=True)
         # uvicorn handles SIGINT and SIGTERM: it drains requests in progress, the lifespan closes the model, and
         # then it raises the signal again, which is how this command stops normally.

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Iterator
@@ -55,20 +54,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "not an image, or a malformed request"), (404, "unknown model or version"),
         (408, "the body did not arrive within --read-timeout"),
         (413, "body over --max-upload-mb, over --max-batch images or over --max-request-megapixels"),
-        (503, "busy (Retry-After) or shutting down"), (504, "no answer within --timeout"), ("default", "internal error"))
+        (503, "busy (Retry-After) or shutting down"), (504, "no answer within --timeout"),
+        ("default", "internal error"))
 }
 
 
 class Server:
-    """What the routes share: the classifier, the limits, the pixels admitted and the counts."""
+    """What the routes share: the classifier, the limits and the pixels admitted."""
 
     def __init__(self, classifier: EmotionClassifier, settings: ServeSettings) -> None:
         self.classifier, self.settings = classifier, settings
         self.info = classifier.info.replace(name=settings.model_name or classifier.info.name)
         self.pixels = 0  # admitted and not yet answered; touched on the event loop only
         self.ready = False
-        self.counts = {"requests": 0, "images": 0, "rejected_busy": 0, "timeouts": 0}
-        self.started = time.time()
 
     @contextlib.contextmanager
     def admit(self, pixels: int) -> Iterator[None]:
@@ -76,13 +74,12 @@ class Server:
         settings = self.settings
         if pixels > settings.max_request_pixels:
             raise HTTPException(413, f"the images hold {pixels / 1e6:.1f} Mpx; this server takes at most "
-                                     f"{settings.max_request_pixels / 1e6:g} Mpx in one request (--max-request-megapixels)")
+                                     f"{settings.max_request_pixels / 1e6:g} Mpx in one request "
+                                     "(--max-request-megapixels)")
         if not self.ready or self.pixels + pixels > settings.max_pixels:
-            self.counts["rejected_busy"] += self.ready
             raise HTTPException(503, "server busy; retry shortly" if self.ready else "the server is shutting down",
                                 headers={"Retry-After": "1"})
         self.pixels += pixels
-        self.counts["requests"] += 1
         try:
             yield
         finally:
@@ -98,11 +95,10 @@ class Server:
                   attempt(lambda s: open_image(s, self.classifier.spec), source) for source in sources]
         with self.admit(sum(x.shape[0] * x.shape[1] if isinstance(x, np.ndarray) else x.width * x.height
                             for x, error in opened if error is None)):
-            self.counts["images"] += len(sources)
             try:
-                return await asyncio.wait_for(asyncio.gather(*(self._infer(*item) for item in opened)), self.settings.timeout)
+                answers = asyncio.gather(*(self._infer(*item) for item in opened))
+                return await asyncio.wait_for(answers, self.settings.timeout)
             except asyncio.TimeoutError:
-                self.counts["timeouts"] += 1
                 raise HTTPException(504, f"no answer within {self.settings.timeout:g} s (--timeout); the request "
                                          "was cancelled") from None
 
@@ -110,19 +106,17 @@ class Server:
         if error is None:
             try:
                 return await asyncio.wrap_future(self.classifier.submit(image))
-            except RuntimeError as exc:
-                if self.classifier.backend.closed:
+            except (RuntimeError, ImageDecodeError) as exc:
+                if not self.ready:  # the model was closed under this request
                     raise HTTPException(503, "the server is shutting down", headers={"Retry-After": "1"}) from None
                 error = one_line(exc)
-            except ImageDecodeError as exc:
-                error = str(exc)
         return Prediction(None, None, None, error)
 
     def check_model(self, name: str, model_version: str | None = None) -> None:
         if name != self.info.name:
             raise HTTPException(404, f"unknown model {name!r}; this server serves {self.info.name!r}")
         if model_version not in (None, self.info.version):
-            raise HTTPException(404, f"model {name!r} has no version {model_version!r}; it serves {self.info.version!r}")
+            raise HTTPException(404, f"model {name!r} has no version {model_version!r} (only {self.info.version!r})")
 
 
 def _server(request: Request) -> Server:
@@ -143,14 +137,16 @@ async def predict(request: Request, data: list[UploadFile] | None = File(None, d
     elif kind.startswith(("image/", "application/octet-stream")):
         names, contents = [None], [await request.body()]
     else:
-        sent = f" (multipart fields sent: {', '.join((await request.form()).keys()) or 'none'})" if "multipart/" in kind else ""
+        sent = ""
+        if "multipart/" in kind:
+            sent = f" (multipart fields sent: {', '.join((await request.form()).keys()) or 'none'})"
         raise HTTPException(400, "send the image as multipart/form-data in the field 'data' (curl -F data=@photo.jpg), "
                                  f"or as the raw body with Content-Type image/*{sent}")
     predictions = await server.classify(contents)
     info = server.info
-    shared = {"threshold": info.threshold, "labels": list(info.labels), "model": {"name": info.name, "version": info.version}}
-    results = [{"filename": name, "label": p.label,
-                "probability": None if p.probability is None else kserve.shortest(p.probability), "error": p.error}
+    shared = {"threshold": info.threshold, "labels": list(info.labels),
+              "model": {"name": info.name, "version": info.version}}
+    results = [{"filename": name, **{k: v for k, v in p.to_dict().items() if k != "path"}}
                for name, p in zip(names, predictions)]
     if len(results) == 1:
         if results[0]["error"]:
@@ -160,18 +156,6 @@ async def predict(request: Request, data: list[UploadFile] | None = File(None, d
         return JSONResponse({"error": f"none of the {len(results)} files could be classified", "results": results,
                              **shared}, 400)
     return {"results": results, **shared}
-
-
-@predict_router.get("/", include_in_schema=False)
-async def root(server: Server = Depends(_server)) -> dict[str, Any]:
-    info, settings = server.info, server.settings
-    return {"service": "emotion-serve", "version": _version(), "model": {
-                "name": info.name, "version": info.version, "labels": list(info.labels), "threshold": info.threshold,
-                "input_size": [info.input_height, info.input_width]},
-            "limits": {k: getattr(settings, k) for k in ("max_upload_bytes", "read_timeout", "timeout", "max_batch",
-                                                         "max_request_pixels", "max_pixels")},
-            "pixels_in_progress": server.pixels, "counts": server.counts,
-            "uptime_seconds": round(time.time() - server.started, 1)}
 
 
 @kserve_router.get("/health/live")
@@ -191,7 +175,8 @@ async def server_metadata() -> dict[str, Any]:
 
 @kserve_router.get("/models/{name}")
 @kserve_router.get("/models/{name}/versions/{model_version}")
-async def model_metadata(name: str, model_version: str | None = None, server: Server = Depends(_server)) -> dict[str, Any]:
+async def model_metadata(name: str, model_version: str | None = None,
+                         server: Server = Depends(_server)) -> dict[str, Any]:
     server.check_model(name, model_version)
     return kserve.model_metadata(server.info)
 
@@ -211,14 +196,16 @@ async def infer(request: Request, name: str, model_version: str | None = None,
     server.check_model(name, model_version)
     body = await request.body()
     try:
-        parsed = await asyncio.to_thread(kserve.parse_request, body, request.headers.get(kserve.HEADER_LENGTH), server.info)
+        header_length = request.headers.get(kserve.HEADER_LENGTH)
+        parsed = await asyncio.to_thread(kserve.parse_request, body, header_length, server.info)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     predictions = await server.classify(list(parsed.pixels) if parsed.pixels is not None else parsed.files)
     for index, p in enumerate(predictions):
         if p.error:
             raise HTTPException(400, f"input 'image' element {index}: {p.error}")
-    content, header = kserve.encode_response(parsed, np.array([p.probability for p in predictions], np.float32), server.info)
+    probabilities = np.array([p.probability for p in predictions], np.float32)
+    content, header = kserve.encode_response(parsed, probabilities, server.info)
     if header is None:
         return Response(content, media_type="application/json")
     return Response(content, media_type="application/octet-stream", headers={kserve.HEADER_LENGTH: str(header)})
@@ -275,24 +262,25 @@ class BodyLimits:
             return await self.app(scope, receive, send)
         loop = asyncio.get_running_loop()
         deadline, received, complete = loop.time() + self.seconds, 0, False
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        declared = int(dict(scope["headers"]).get(b"content-length", 0))  # a number: the HTTP server checked it
+        too_large = HTTPException(413, f"request body too large; the limit is {self.max_bytes / 2**20:g} MiB "
+                                       "(--max-upload-mb)")
 
         async def limited_receive() -> dict:
             nonlocal received, complete
             if complete:
                 return await receive()
-            if not declared.isdigit() or int(declared) > self.max_bytes or received > self.max_bytes:
-                raise HTTPException(413 if declared.isdigit() else 400, "request body too large; the limit is "
-                                    f"{self.max_bytes / 2**20:g} MiB (--max-upload-mb)" if declared.isdigit() else
-                                    f"invalid Content-Length {declared.decode(errors='replace')!r}")
+            if declared > self.max_bytes:  # refused unread
+                raise too_large
             try:
                 message = await asyncio.wait_for(receive(), deadline - loop.time())
             except asyncio.TimeoutError:
-                raise HTTPException(408, f"the request body did not arrive within {self.seconds:g} s (--read-timeout)") from None
+                raise HTTPException(408, f"the request body did not arrive within {self.seconds:g} s "
+                                         "(--read-timeout)") from None
             received += len(message.get("body", b""))
             complete = message["type"] != "http.request" or not message.get("more_body", False)
-            if received > self.max_bytes:
-                raise HTTPException(413, f"request body too large; the limit is {self.max_bytes / 2**20:g} MiB (--max-upload-mb)")
+            if received > self.max_bytes:  # a body longer than declared, or chunked
+                raise too_large
             return message
 
         await self.app(scope, limited_receive, send)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from typing import Any
@@ -14,7 +13,9 @@ class BackgroundServer:
     def __init__(self, app: Any, **config: Any) -> None:
         import uvicorn
 
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=2048)
+        from emotion.runtime.serve import listen
+
+        self.sock = listen("127.0.0.1", 0)
         self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, **config))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)

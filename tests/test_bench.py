@@ -11,13 +11,14 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from emotion.benchmarks import cli
-from emotion.benchmarks.formats import FORMATS, parse_formats, UnknownFormat
-from emotion.benchmarks.hardware import cpu_supports_bf16
-from emotion.benchmarks.suite import Gates, evaluate_gate
-from emotion.benchmarks.timing import parse_benchmark_app, summarize
+from emotion.benchmarks.timing import parse_benchmark_app, rotations, summarize
+from emotion.export.formats import FORMATS, mismatch, parse_formats
+from emotion.export.openvino_export import cpu_supports_bf16
+from emotion.export.parity import DEFAULT_LIMITS, Limits, Verdict, compare, judge
 
 FAST = ["--repeats", "1", "--seconds", "0.2", "--ba-seconds", "1", "--warmup", "1", "--e2e-images", "16", "-q"]
 
@@ -75,29 +76,33 @@ def test_bench_every_format_on_the_real_export(tiny_run, synth_data, bench_expor
     assert doc["images"]["count"] == 16 and doc["images"]["input_size"] == [128, 160]
     for name, row in rows.items():
         if name == "openvino-bf16" and not cpu_supports_bf16():
-            assert row["status"].startswith("skipped")
+            assert row["status"] == "skipped" and row["check"]["verdict"] == "measured"
             continue
-        assert row["status"] == "ok", (name, row["status"])
+        parity, t = row["check"]["parity"], row["timings"]
+        assert row["status"] == "ok", (name, row["reason"])
         assert row["size_mb"] > 0
-        assert 0 <= row["accuracy"] <= 1 and 0 <= row["balanced_accuracy"] <= 1 and 0 <= row["roc_auc"] <= 1
-        lat = row["latency_ms"]
+        assert 0 <= parity["accuracy"] <= 1 and 0 <= parity["balanced_accuracy"] <= 1 and 0 <= parity["roc_auc"] <= 1
+        lat = t["latency_ms"]
         assert 0 < lat["p50"]["median"] <= lat["p90"]["median"] <= lat["p99"]["median"] < 5000, name
-        assert row["throughput"]["median"] > 0 and row["e2e"]["median"] > 0, name
-        assert 0 < row["cold_start_s"]["median"] < 120 and row["peak_rss_mb"]["median"] > 20, name
-        assert row["gate"]["passed"] in (True, None), name
+        assert t["throughput"]["median"] > 0 and t["e2e"]["median"] > 0, name
+        assert 0 < t["cold_start_s"]["median"] < 120 and t["peak_rss_mb"]["median"] > 20, name
+        assert row["check"]["verdict"] in ("pass", "measured"), name
         if FORMATS[name].openvino:
-            ba = row["benchmark_app"]
+            ba = t["benchmark_app"]
             assert ba["latency_median_ms"]["median"] > 0 and ba["throughput"]["median"] > 0, name
-            assert _finite(row["ratios"]["latency"]) and _finite(row["ratios"]["throughput"]), name
+            assert _finite(t["ratios"]["latency"]) and _finite(t["ratios"]["throughput"]), name
         # the files read by predict_many gave the same answers as the arrays
-        assert row.get("e2e_max_abs_diff", 0) < 1e-3 if name != "openvino-bf16" else True
-    assert rows["keras"]["max_abs_dp"] == 0 and rows["keras"]["label_agreement"] == 100
+        assert t["e2e_max_abs_diff"] < 1e-3 if name != "openvino-bf16" else True
+    keras = rows["keras"]["check"]["parity"]
+    assert keras["max_abs_dp"] == 0 and keras["label_agreement"] == 100
+    assert rows["keras"]["timings"]["other_calls_ms"]["model_predict_ms"] > 0
     for name in ("onnxruntime", "openvino-fp32"):
-        assert rows[name]["max_abs_dp"] < 1e-4 and rows[name]["label_agreement"] == 100
-        assert rows[name]["d_auc"] <= 1e-4
+        parity = rows[name]["check"]["parity"]
+        assert parity["max_abs_dp"] < 1e-4 and parity["label_agreement"] + 100 * parity["ties"] / 16 == 100
+        assert parity["d_auc"] <= 1e-4
     assert rows["openvino-int8"]["size_mb"] < rows["openvino-fp16"]["size_mb"] < rows["openvino-fp32"]["size_mb"]
     hardware = doc["hardware"]
-    assert hardware["cores"] >= 1 and "AVX2" in hardware["isa"] and hardware["versions"]["OpenVINO"]
+    assert hardware["cores"] >= 1 and "AVX2" in hardware["isa"] and hardware["versions"]["openvino"]
     # the three outputs
     for suffix in (".md", ".json", ".png"):
         assert (out / f"tiny{suffix}").is_file()
@@ -106,6 +111,7 @@ def test_bench_every_format_on_the_real_export(tiny_run, synth_data, bench_expor
         assert f"`{name}`" in text
     assert "benchmark_app" in text and "Hardware and software" in text and "PASS" in text
     assert json.loads((out / "tiny.json").read_text())["gate"]["passed"] is True
+    assert text.startswith("# emotion-bench") and "Command: `emotion-bench " in text
     assert (out / "tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -118,20 +124,20 @@ def test_gate_fails_for_another_models_export(tiny_run, synth_data, other_export
     assert set(doc["gate"]["failures"]) == {"onnxruntime", "openvino-fp32"}
     rows = {row["format"]: row for row in doc["formats"]}
     assert rows["openvino-fp32"]["status"] == "ok"  # it ran: the figures show how far off it is
-    assert rows["openvino-fp32"]["max_abs_dp"] > 1e-4
+    assert rows["openvino-fp32"]["check"]["parity"]["max_abs_dp"] > 1e-4
     assert "FAIL" in (tmp_path / "benchmark.md").read_text()
 
 
 def test_an_export_of_another_input_size_is_a_mismatch_and_fails_the_gate():
-    from emotion.benchmarks.suite import _mismatch
+    from emotion.runtime import ModelInfo
 
-    run = {"input_size": [128, 160], "labels": ["Negative", "Positive"], "threshold": 0.5}
-    assert _mismatch(run, dict(run)) is None
-    problem = _mismatch(run, {**run, "input_size": [32, 40]})
+    run = ModelInfo(input_height=128, input_width=160)
+    assert mismatch(run, run) is None
+    problem = mismatch(run, run.replace(input_height=32, input_width=40))
     assert "32x40" in problem and "128x160" in problem
-    assert "threshold" in _mismatch(run, {**run, "threshold": 0.42})
-    row = {"format": "openvino-fp32", "status": f"mismatch: {problem}", "ok": False}
-    assert evaluate_gate(row, Gates())["passed"] is False
+    assert "threshold" in mismatch(run, run.replace(threshold=0.42))
+    check = judge("openvino-fp32", "fp32", None, DEFAULT_LIMITS, error=f"error: {problem}")
+    assert check.verdict is Verdict.FAIL and problem in check.problems[0]
 
 
 # -- bad input: one line, exit 2 ----------------------------------------------------------------------------------
@@ -165,10 +171,14 @@ def test_bad_input_exits_2(case, tiny_run, synth_data, tmp_path, capsys):
 
 # -- pieces ------------------------------------------------------------------------------------------------------
 def test_parse_formats():
-    assert parse_formats(None) == list(FORMATS)
-    assert parse_formats(["openvino-int8,keras"]) == ["keras", "openvino-int8"]
-    with pytest.raises(UnknownFormat, match="known formats"):
+    assert parse_formats(None) == list(FORMATS.values())
+    assert [f.name for f in parse_formats(["openvino-int8,keras"])] == ["keras", "openvino-int8"]
+    with pytest.raises(ValueError, match="known formats"):
         parse_formats(["openvino"])
+
+
+def test_rotations_start_each_round_with_the_next_item():
+    assert [order for _, order in rotations("abc", 4)] == [list("abc"), list("bca"), list("cab"), list("abc")]
 
 
 def test_benchmark_app_parsing_json_and_text():
@@ -187,23 +197,24 @@ def test_summarize_and_gate_rules():
     s = summarize([3.0, 1.0, None, float("nan"), 2.0])
     assert (s["median"], s["min"], s["max"], s["n"]) == (2.0, 1.0, 3.0, 3)
     assert summarize([])["median"] is None
-    base = {"status": "ok", "ok": True, "roc_auc": 0.8, "label_agreement": 100.0, "max_abs_dp": 1e-6, "d_auc": 0.0}
-    assert evaluate_gate({**base, "format": "openvino-fp32"}, Gates())["passed"] is True
-    assert evaluate_gate({**base, "format": "openvino-fp32", "label_agreement": 99.0}, Gates())["passed"] is False
-    assert evaluate_gate({**base, "format": "onnxruntime", "d_auc": 2e-4}, Gates())["passed"] is False
-    assert evaluate_gate({**base, "format": "openvino-int8", "d_auc": 0.009, "max_abs_dp": 0.05}, Gates())["passed"]
-    assert evaluate_gate({**base, "format": "openvino-int8", "d_auc": 0.02}, Gates())["passed"] is False
-    assert evaluate_gate({**base, "format": "openvino-fp16", "d_auc": 0.02}, Gates(fp16_auc=0.05))["passed"]
-    assert evaluate_gate({**base, "format": "keras"}, Gates())["passed"] is None
-    skipped = {**base, "format": "openvino-bf16", "status": "skipped: no BF16", "ok": False}
-    assert evaluate_gate(skipped, Gates())["passed"] is None
+    labels = np.array([0, 1, 1, 0])
+    reference = np.array([0.2, 0.8, 0.7, 0.3])
+
+    def verdict(name, probabilities, limits=DEFAULT_LIMITS):
+        return judge(name, FORMATS[name].parity_class, compare(probabilities, reference, labels, 0.5), limits).verdict
+
+    assert verdict("openvino-fp32", reference + 1e-6) is Verdict.PASS
+    assert verdict("openvino-fp32", np.array([0.2, 0.8, 0.4, 0.3])) is Verdict.FAIL  # a decided label flipped
+    assert verdict("onnxruntime", reference + 2e-4) is Verdict.FAIL  # |dP| over 1e-4
+    assert verdict("openvino-int8", reference + 0.05) is Verdict.PASS  # same ranking: |dAUC| 0
+    assert verdict("openvino-int8", np.array([0.8, 0.2, 0.7, 0.3])) is Verdict.FAIL
+    assert verdict("openvino-fp16", np.array([0.8, 0.2, 0.7, 0.3]), {"fp16": Limits(max_d_auc=1.0)}) is Verdict.PASS
+    assert verdict("keras", reference) is Verdict.MEASURED
 
 
 def test_infer_speed_smoke(bench_export, synth_data, tmp_path, capsys):
-    from emotion.benchmarks.infer_speed import main
-
-    code = main([str(bench_export), "--data", str(synth_data), "--files", "24", "--repeats", "1", "--seconds", "1",
-                 "--no-cold-start", "--json", "-q", "--out", str(tmp_path / "speed.md")])
+    code = cli.main(["infer-speed", str(bench_export), "--data", str(synth_data), "--files", "24", "--repeats", "1",
+                     "--seconds", "1", "--no-cold-start", "--json", "-q", "--out", str(tmp_path / "speed.md")])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0
     s = doc["summary"]
@@ -215,3 +226,4 @@ def test_infer_speed_smoke(bench_export, synth_data, tmp_path, capsys):
                                                           s["benchmark_app_throughput"]["median"])
     assert set(doc["targets"]) == {"folder", "latency"}
     assert (tmp_path / "speed.md").is_file() and (tmp_path / "speed.json").is_file()
+    assert "Command: `emotion-bench infer-speed " in (tmp_path / "speed.md").read_text()

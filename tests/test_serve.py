@@ -137,8 +137,6 @@ def test_health_and_metadata_routes(client, triton):
     response = client.get("/no/such/route")
     assert response.status_code == 404 and response.json() == {"error": "no route GET /no/such/route"}
     assert client.get("/predict").status_code == 405
-    info = client.get("/").json()
-    assert info["model"]["labels"] == ["Negative", "Positive"] and info["limits"]["max_upload_bytes"] == UPLOAD_LIMIT
 
 
 # -- /predict --------------------------------------------------------------------------------------------------
@@ -341,6 +339,8 @@ def test_kserve_bad_requests_are_400_404_and_the_server_keeps_serving(client, tr
         (json.dumps({"inputs": [dict(image, data=[300] * pixels.size)]}), "0-255"),
         (json.dumps({"inputs": [image], "outputs": [{"name": "logits"}]}), "unknown output 'logits'"),
         (json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["%%%"]}]}), "not base64"),
+        (json.dumps({"inputs": [{"name": "image", "shape": [2**32, 2**32], "datatype": "BYTES", "data": ["AA=="]}]}),
+         "1 BYTES elements for a shape of 18446744073709551616"),
         (json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(b"nope").decode()]}]}), "element 0: not an image"),
     ]
     for body, message in cases:
@@ -436,7 +436,6 @@ def test_saturation_gets_503_and_slow_requests_504(model_dir):
         slow.delay = 0.0  # the server goes on
         with httpx.Client(base_url=running.url, timeout=30) as http:
             assert http.post("/predict", files={"data": ("a.jpg", data)}).status_code == 200
-            assert http.get("/").json()["counts"]["rejected_busy"] == 4
     assert inner.backend.closed
 
     inner = EmotionClassifier.load(model_dir, cache_dir=None)
@@ -448,7 +447,6 @@ def test_saturation_gets_503_and_slow_requests_504(model_dir):
         assert response.status_code == 504 and "--timeout" in response.json()["error"]
         slow.delay = 0.0
         assert http.post("/predict", files={"data": ("a.jpg", data)}).status_code == 200
-        assert http.get("/").json()["counts"]["timeouts"] == 1
 
 
 # -- the command ----------------------------------------------------------------------------------------------------
@@ -565,7 +563,12 @@ def test_slow_clients_hold_no_capacity_and_time_out(model_dir, photos):
             codes = [http.post("/predict", files={"data": (name, data)}).status_code for _ in range(20)]
         assert codes == [200] * 20
         held[0].settimeout(10)
-        answer = held[0].recv(4096).decode()  # --read-timeout: the held body is given up on
+        answer = b""
+        while b"did not arrive" not in answer:  # --read-timeout: the held body is given up on
+            chunk = held[0].recv(4096)
+            assert chunk, answer
+            answer += chunk
+        answer = answer.decode()
         assert answer.startswith("HTTP/1.1 408") and "did not arrive within 3 s" in answer
         for sock in held:
             sock.close()
@@ -582,7 +585,6 @@ def test_tiny_files_of_huge_images_are_refused_before_decoding(server, client, r
     huge = _bilevel_png(7999)
     assert len(huge) < 16_000
     name, data = photos[0]
-    images_before = client.get("/").json()["counts"]["images"]
 
     def bomb(_):
         with httpx.Client(base_url=server.url, timeout=60) as http:
@@ -590,9 +592,9 @@ def test_tiny_files_of_huge_images_are_refused_before_decoding(server, client, r
 
     with ThreadPoolExecutor(2) as pool:
         bombs = list(pool.map(bomb, range(2)))
-    for response in bombs:
-        assert response.status_code == 413 and "--max-request-megapixels" in response.json()["error"]
-    assert client.get("/").json()["counts"]["images"] == images_before  # nothing was decoded for them
+    for response in bombs:  # the pixels come from the PNG headers: nothing was decoded
+        assert response.status_code == 413
+        assert response.json()["error"].startswith("the images hold 1023.7 Mpx; this server takes at most 64 Mpx")
     response = client.post("/predict", files={"data": ("one.png", huge, "image/png")})  # one fits the request budget
     assert response.status_code == 200, response.text
     assert client.post("/predict", files={"data": (name, data)}).json()["label"] == reference.predict(data).label
@@ -604,3 +606,11 @@ def test_openapi_documents_the_errors_the_server_returns(client):
         responses = schema["paths"][path][method]["responses"]
         assert {"400", "404", "408", "413", "503", "504"} <= set(responses) and "422" not in responses, path
     assert "data" in str(schema["components"]["schemas"])  # the multipart field, generated from the signature
+
+
+def test_the_listening_socket_gives_connections_tcp_nodelay():
+    """asyncio sets TCP_NODELAY only on IPPROTO_TCP sockets; without it every keep-alive response waits 40 ms."""
+    from emotion.runtime.serve import listen
+
+    with listen("127.0.0.1", 0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP

@@ -136,3 +136,37 @@ def test_train_cli_bad_input(args, message, synth_data, tiny_run, tmp_path):
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_resolve_returns_a_new_config_and_leaves_the_original_as_given():
+    from pathlib import Path
+
+    from emotion.train.trainer import TrainConfig
+
+    given = TrainConfig(data=Path("data"), out=Path("run"), arch="edge")
+    resolved = given.resolve()
+    assert given.epochs is None and given.image_size is None and given.learning_rate is None
+    assert resolved.epochs >= 1 and resolved.image_size == models.get("edge").default_input_size
+    assert resolved.resolve() == resolved
+    with pytest.raises(ValueError, match="--epochs"):
+        TrainConfig(data=Path("data"), out=Path("run"), epochs=0).resolve()
+
+
+def test_run_folder_names_its_files_and_says_why_a_split_is_unusable(tiny_run, tmp_path):
+    import shutil
+
+    from emotion.train.data import DataError
+    from emotion.train.run_folder import RunFolder, locate
+
+    model_path, run = locate(tiny_run / "model.keras")
+    assert run == RunFolder(tiny_run) and locate(tiny_run) == (model_path, run)
+    assert len(run.split().validation) > 0 and run.metrics()["summary"]["roc_auc"] >= 0
+    moved = tmp_path / "run"
+    shutil.copytree(tiny_run, moved)
+    config = json.loads((moved / "run.json").read_text())
+    (moved / "run.json").write_text(json.dumps({**config, "data_root": str(tmp_path / "gone")}))
+    with pytest.raises(DataError, match="missing; pass the data folder itself"):
+        RunFolder(moved).split()
+    bare = tmp_path / "bare.keras"
+    shutil.copy(tiny_run / "model.keras", bare)
+    assert locate(bare) == (bare, None)

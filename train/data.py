@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from emotion.runtime import atomic
+from emotion.train import atomic
 from emotion.runtime.files import discover
 from emotion.runtime.metadata import DEFAULT_LABELS
 from emotion.runtime.preprocess import ImageDecodeError, PreprocessSpec, preprocess

@@ -13,11 +13,12 @@ import json
 import sys
 from pathlib import Path
 
-from emotion.runtime import atomic
+from emotion.train import atomic
 from emotion.runtime.console import guard, print_json
 
-from .data import MANIFEST_NAME, DataError, load_dataset, load_images, read_manifest
+from .data import DataError, load_dataset, load_images
 from .model_io import ModelFileError
+from .run_folder import RunFolder
 
 
 USAGE = """emotion-evaluate [options] MODEL DATA
@@ -31,9 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="emotion-evaluate", usage=USAGE, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=f"architectures: {models.known()}")
-    p.add_argument("model", nargs="?", help="a training run folder or a .keras file (not with --cv)")
-    p.add_argument("data", nargs="?", help="a run folder (its validation split) or a folder with Negative/ and "
-                   "Positive/; with --cv, the data folder (groups from its labels.csv, if any)")
+    p.add_argument("paths", nargs="*", metavar="MODEL DATA",
+                   help="MODEL: a training run folder or a .keras file; DATA: a run folder (its validation split) "
+                   "or a folder with Negative/ and Positive/. With --cv, only DATA (groups from its labels.csv, "
+                   "if any)")
     p.add_argument("--out", help="folder for the report and plots (default: <model folder>/evaluation); replaced. "
                    "With --cv: a file for the JSON results")
     p.add_argument("--threshold", type=float, help="decision threshold (default: the one stored in the model)")
@@ -57,9 +59,9 @@ def _cv_main(args, parser: argparse.ArgumentParser) -> int:
     from .cv import CVConfig, run_cv, table
     from .data import DEFAULT_SEED
 
-    if args.data is not None:
+    if len(args.paths) > 1:
         raise UsageError("--cv takes one folder, DATA (no MODEL): emotion-evaluate --cv K DATA")
-    if args.model is None:
+    if not args.paths:
         raise UsageError("--cv needs the data folder: emotion-evaluate --cv K DATA")
     if args.threshold is not None:
         raise UsageError("--threshold does not apply to --cv (each fold sets its threshold on its inner validation)")
@@ -68,7 +70,7 @@ def _cv_main(args, parser: argparse.ArgumentParser) -> int:
     archs = tuple(args.archs) if args.archs else DEFAULT_CV_ARCHS
     for arch in archs:
         models.get(arch)  # unknown names list the known ones
-    data = Path(args.model)
+    data = Path(args.paths[0])
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():
         raise UsageError(f"--out {out} is a folder; with --cv, --out names a file for the JSON results")
@@ -88,13 +90,10 @@ def _cv_main(args, parser: argparse.ArgumentParser) -> int:
 
 
 def samples_for(data: Path):
-    """(samples, data root, description) for a run folder's validation split or a labelled data folder."""
-    if (data / MANIFEST_NAME).is_file() and (data / "run.json").is_file():
-        root = Path(json.loads((data / "run.json").read_text())["data_root"])
-        if not root.is_dir():
-            raise DataError(f"the run's data folder {root} is gone; pass the data folder itself")
-        split = read_manifest(data / MANIFEST_NAME, root)
-        return split.validation, [], f"validation split of {data}"
+    """(samples, files left out, description) for a run folder's validation split or a labelled data folder."""
+    run = RunFolder(data)
+    if run.split_path.is_file() and run.config_path.is_file():
+        return run.split().validation, [], f"validation split of {data}"
     dataset = load_dataset(data)
     return dataset.samples, dataset.rejected, f"all images of {dataset.root}"
 
@@ -107,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         return _cv_main(args, parser)
     if args.archs is not None or args.epochs is not None or args.seed is not None:
         parser.error("--archs, --epochs and --seed go with --cv K")
-    if args.model is None or args.data is None:
+    if len(args.paths) != 2:
         parser.error("give MODEL and DATA (or --cv K DATA for cross-validation)")
-    model_path, data = Path(args.model), Path(args.data)
+    model_path, data = map(Path, args.paths)
     if not data.exists():
         raise DataError(f"{data} does not exist; give a run folder or a folder with Negative/ and Positive/")
     from . import metrics

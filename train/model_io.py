@@ -8,13 +8,14 @@ them whether it is given a run folder or a bare ``.keras`` file.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import zipfile
 from pathlib import Path
 
 from emotion.runtime.atomic import umask
-from emotion.runtime.metadata import ModelInfo
+from emotion.runtime.metadata import FORMAT_KEY, ModelInfo
 
 INFO_MEMBER = "emotion_model_info.json"
 MODEL_NAME = "model.keras"
@@ -34,7 +35,7 @@ def save_model(model, path: str | os.PathLike, info: ModelInfo) -> Path:
     try:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
-            archive.writestr(INFO_MEMBER, info.to_json())
+            archive.writestr(INFO_MEMBER, json.dumps(info.to_strings(), indent=2))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -61,7 +62,9 @@ def read_info(path: str | os.PathLike) -> ModelInfo:
     path = resolve_model_path(path)
     with zipfile.ZipFile(path) as archive:
         if INFO_MEMBER in archive.namelist():
-            return ModelInfo.from_json(archive.read(INFO_MEMBER).decode("utf-8"))
+            data = json.loads(archive.read(INFO_MEMBER))
+            # The wire format of exported models; runs saved before it was used here hold the dataclass's fields.
+            return ModelInfo.from_strings(data) if FORMAT_KEY in data else ModelInfo(**{**data, "labels": tuple(data["labels"])})
     return ModelInfo()
 
 

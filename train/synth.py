@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from emotion.runtime import atomic
+from emotion.train import atomic
 from emotion.runtime.metadata import DEFAULT_LABELS
 
 

@@ -9,15 +9,14 @@ image every epoch). Memory: N x H x W x 3 bytes (448 photos at 400x500: 269 MB).
 from __future__ import annotations
 
 import json
-import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from emotion.runtime import atomic
+from emotion.train import atomic
 from emotion.runtime.metadata import ModelInfo
 from emotion.runtime.preprocess import DEFAULT_RESIZE_FILTER, PreprocessSpec
 
@@ -25,8 +24,8 @@ from . import data as data_mod
 from . import metrics as metrics_mod
 from . import models, plots
 from .model_io import MODEL_NAME, predict_proba, save_model
-
-RUN_JSON = "run.json"
+from .run_folder import HISTORY_JSON, METRICS_JSON, RUN_JSON
+from .versions import TRAINING, library_versions
 
 
 @dataclass
@@ -50,25 +49,25 @@ class TrainConfig:
     resolved: dict = field(default_factory=dict)
 
     def resolve(self) -> "TrainConfig":
-        """Fill unset options from the architecture's recipe; validate them."""
+        """A copy with the unset options taken from the architecture's recipe; this config is left as it is.
+
+        Raises:
+            ValueError: an option out of range, with the command-line flag to fix.
+        """
         arch = models.get(self.arch)
-        recipe = asdict(arch.recipe)
-        for key, value in recipe.items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
-        if self.image_size is None:
-            self.image_size = arch.default_input_size
-        if self.epochs < 1 or self.batch_size < 1:
+        unset = {key: value for key, value in asdict(arch.recipe).items() if getattr(self, key) is None}
+        cfg = replace(self, **unset, image_size=self.image_size or arch.default_input_size)
+        if cfg.epochs < 1 or cfg.batch_size < 1:
             raise ValueError("--epochs and --batch-size must be at least 1")
-        if self.early_stopping < 0 or self.early_stopping_start < 0:
+        if cfg.early_stopping < 0 or cfg.early_stopping_start < 0:
             raise ValueError("--early-stopping patience and its warm-up must be 0 or more")
-        if self.class_weight not in ("none", "balanced"):
-            raise ValueError(f"--class-weight must be none or balanced, got {self.class_weight!r}")
-        if self.threshold not in ("fixed", "balanced"):
-            raise ValueError(f"--threshold must be fixed or balanced, got {self.threshold!r}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"--lr-schedule must be constant or cosine, got {self.lr_schedule!r}")
-        return self
+        if cfg.class_weight not in ("none", "balanced"):
+            raise ValueError(f"--class-weight must be none or balanced, got {cfg.class_weight!r}")
+        if cfg.threshold not in ("fixed", "balanced"):
+            raise ValueError(f"--threshold must be fixed or balanced, got {cfg.threshold!r}")
+        if cfg.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"--lr-schedule must be constant or cosine, got {cfg.lr_schedule!r}")
+        return cfg
 
 
 def _datasets(x_train, y_train, x_val, y_val, cfg: TrainConfig):
@@ -130,14 +129,6 @@ def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
     return keras.optimizers.Adam(learning_rate=lr)
 
 
-def versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
-
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__}
-
-
 @dataclass
 class Fitted:
     """A trained model, its history, and its P(Positive) and chosen threshold on the validation images."""
@@ -152,7 +143,7 @@ class Fitted:
 def fit(cfg: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Fitted:
     """Build ``cfg.arch`` and train it on uint8 arrays with the resolved recipe; validation drives early stopping
     and the threshold. Shared by :func:`train` (one split, a run folder) and cross-validation (no files)."""
-    cfg.resolve()
+    cfg = cfg.resolve()
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
@@ -182,7 +173,7 @@ def fit(cfg: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
 
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train, evaluate on the validation split and write the run folder atomically. Returns metrics."""
-    cfg.resolve()
+    cfg = cfg.resolve()
     dataset = data_mod.load_dataset(cfg.data)
     spec = PreprocessSpec(cfg.image_size[0], cfg.image_size[1], DEFAULT_RESIZE_FILTER)
     t0 = time.perf_counter()
@@ -223,7 +214,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         }
         info = ModelInfo(
             labels=split.labels, threshold=threshold, input_height=spec.height, input_width=spec.width,
-            resize_filter=spec.resize_filter, architecture=cfg.arch, metrics=summary, versions=versions(),
+            resize_filter=spec.resize_filter, architecture=cfg.arch, metrics=summary, versions=library_versions(TRAINING),
         )
         save_model(model, run / MODEL_NAME, info)
         data_mod.write_manifest(split, run)
@@ -232,14 +223,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
         config["parameters"] = int(model.count_params())
         config["image_size"] = list(cfg.image_size)
         atomic.write_text(run / RUN_JSON, json.dumps(config, indent=2))
-        atomic.write_text(run / "history.json", json.dumps(hist, indent=2))
+        atomic.write_text(run / HISTORY_JSON, json.dumps(hist, indent=2))
         full = {
             "validation": val_metrics, "validation_at_0.5": at_half, "dataset": report,
             "timing": timing, "summary": summary,
         }
-        atomic.write_text(run / "metrics.json", json.dumps(full, indent=2))
+        atomic.write_text(run / METRICS_JSON, json.dumps(full, indent=2))
         write_evaluation_files(run, y_val, probability, val_metrics, split.labels, hist)
-    log(f"wrote {cfg.out}: {MODEL_NAME}, {data_mod.MANIFEST_NAME}, metrics.json, history.json, plots/")
+    log(f"wrote {cfg.out}: {MODEL_NAME}, {data_mod.MANIFEST_NAME}, {METRICS_JSON}, {HISTORY_JSON}, plots/")
     log(f"validation: {metrics_mod.summary_line(val_metrics)}")
     log(f"epoch time median {np.median(epoch_seconds):.1f} s ({timing['train_images_per_second_median']} training images/s)")
     return full
