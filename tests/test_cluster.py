@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -105,7 +106,8 @@ def test_workers_that_cannot_read_the_model_give_one_clear_error(tiny_export, tm
     with EmotionClassifier.load(model, cache_dir=None) as classifier, \
             cluster.RayClassifier.connect("local", classifier) as on_ray:
         shutil.rmtree(model)  # the driver has its model; the workers, as on a disk they do not share, have none
-        with pytest.raises(UsageError, match=f"the Ray workers cannot load the model {model}"):
+        message = f"the Ray workers cannot load the model {model / '1' / 'model.xml'}: model "
+        with pytest.raises(UsageError, match=re.escape(message)):
             list(on_ray.predict_many(discover([photos])))
 
 
