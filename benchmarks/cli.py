@@ -25,7 +25,7 @@ from emotion.runtime.console import EXIT_OK, guard, positive_float, positive_int
 
 PROG = "emotion-bench"
 EXIT_GATE = 1
-SUBCOMMANDS = ("infer-speed", "serve-load", "train-input", "model-api")
+SUBCOMMANDS = ("infer-speed", "serve-load", "train-input", "model-api", "ray-speed")
 
 
 def _limit(text: str) -> float:
@@ -124,10 +124,10 @@ def _progress(quiet: bool):
 
 
 def _subcommand(name: str) -> ModuleType:
-    from . import infer_speed, model_api, serve_load, train_input
+    from . import infer_speed, model_api, ray_speed, serve_load, train_input
 
     return {"infer-speed": infer_speed, "serve-load": serve_load, "train-input": train_input,
-            "model-api": model_api}[name]
+            "model-api": model_api, "ray-speed": ray_speed}[name]
 
 
 @guard(ValueError, prog=PROG)

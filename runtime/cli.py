@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib.util
 import json
 import os
 import sys
@@ -24,10 +25,10 @@ from tqdm import tqdm
 from .atomic import atomic_open
 from .classifier import EmotionClassifier, Prediction
 from .console import (EXIT_OK, EXIT_PARTIAL, UsageError, add_model_options, display_path, guard, load_classifier,
-                      model_line)
+                      model_line, positive_int)
 from .files import discover
 
-OUTPUT_KINDS = (".csv", ".jsonl", ".json")
+OUTPUT_KINDS = (".csv", ".jsonl", ".json", ".parquet")
 COLUMNS = ("path", "label", "probability", "error")
 
 
@@ -39,11 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="image files and folders; folders are searched recursively, images recognised by content")
     parser.add_argument("-o", "--output", metavar="FILE",
-                        help="also write the results to FILE.csv, FILE.jsonl or FILE.json (complete or not at all)")
+                        help="also write the results to FILE.csv, FILE.jsonl, FILE.json or FILE.parquet (complete or "
+                             "not at all)")
     parser.add_argument("--json", action="store_true", help="print JSON (model, results, summary) instead of the table")
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     parser.add_argument("-q", "--quiet", action="store_true", help="no table, no summary (errors still shown)")
     add_model_options(parser, mode="throughput")
+    ray = parser.add_argument_group("Ray cluster (pip install 'emotion-edge[ray]')")
+    ray.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="classify with Ray Data on the cluster at ADDRESS: HOST:PORT, auto (the one running here) or "
+                          "local (the default: a new local instance)")
+    ray.add_argument("--actors", type=positive_int, metavar="N",
+                     help="inference actors (default: half the CPUs' worth)")
+    ray.add_argument("--actor-threads", type=positive_int, metavar="N",
+                     help="inference threads per actor (default: half the smallest node's CPUs)")
     return parser
 
 
@@ -54,22 +64,30 @@ def main(argv: list[str] | None = None) -> int:
     # Oversized images are refused by the preprocessing; Pillow's own warning about them would only be noise.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     with load_classifier(args) as classifier:
-        predictions = classifier.predict_many(discover(args.paths, recursive=not args.no_recursive))
-        return report(predictions, classifier.describe(), args)
+        candidates = discover(args.paths, recursive=not args.no_recursive)
+        if args.ray is None:
+            return report(classifier.predict_many(candidates), classifier.describe(), args)
+        from .cluster import RayClassifier
+
+        with RayClassifier.connect(args.ray, classifier, args.actors, args.actor_threads) as cluster:
+            return report(cluster.predict_many(candidates), cluster.describe(), args)
 
 
 def check_output(output: str | None) -> None:
     """Refuse an ``--output`` that could only fail once every image was classified."""
     if output and Path(output).suffix.lower() not in OUTPUT_KINDS:
-        raise UsageError(f"--output must end in .csv, .jsonl or .json, got {output!r}")
+        raise UsageError(f"--output must end in .csv, .jsonl, .json or .parquet, got {output!r}")
     if output and Path(output).is_dir():
-        raise UsageError(f"--output {output} is a folder; name a file ending in .csv, .jsonl or .json")
+        raise UsageError(f"--output {output} is a folder; name a file ending in .csv, .jsonl, .json or .parquet")
+    if output and Path(output).suffix.lower() == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise UsageError("--output .parquet needs pyarrow: pip install 'emotion-edge[ray]'")
 
 
 def report(predictions: Any, model: dict[str, Any], args: argparse.Namespace) -> int:
     """Show and write ``predictions`` as ``emotion-infer`` does; the exit status (1 when some files failed)."""
     try:
-        with atomic_open(args.output) if args.output else contextlib.nullcontext() as handle:
+        binary = Path(args.output or "").suffix.lower() == ".parquet"
+        with atomic_open(args.output, "wb" if binary else "w") if args.output else contextlib.nullcontext() as handle:
             return _report(predictions, model, args, handle)
     except BrokenPipeError:  # `emotion-infer photos/ | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -78,19 +96,21 @@ def report(predictions: Any, model: dict[str, Any], args: argparse.Namespace) ->
         raise UsageError(f"cannot write {args.output or 'the results'}: {exc.strerror or exc}") from None
 
 
-def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, handle: IO[str] | None) -> int:
+def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, handle: IO | None) -> int:
     bar = tqdm(desc="classifying", unit="img", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False,
                dynamic_ncols=True)
 
     def say(stream: IO, text: str) -> None:
         bar.write(text, file=stream) if not bar.disable and stream.isatty() else print(text, file=stream)
 
-    writers = [Writer(handle.write, Path(args.output).suffix.lower(), model)] if handle else []
+    kind = Path(args.output or "").suffix.lower()
+    writers = [ParquetWriter(handle) if kind == ".parquet" else Writer(handle.write, kind, model)] if handle else []
     if args.json:
         utf8 = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8"
         writers.append(Writer(sys.stdout.write, ".json", model, ascii_only=not utf8))
     if not args.quiet:
-        say(sys.stderr, f"emotion-infer: {model_line(model)}")
+        say(sys.stderr, f"emotion-infer: {model_line(model)}" + (" on Ray ({address}: {nodes} nodes, {cpus:g} CPUs, "
+                        "{actors} actors of {actor_threads} threads)".format(**model["ray"]) if "ray" in model else ""))
     table = not (args.json or args.quiet)
     width = max(len(label) for label in model["labels"] + ["label"])
     if table:
@@ -155,6 +175,37 @@ class Writer:
 
     def _json(self, value: Any) -> str:
         return json.dumps(value, ensure_ascii=self.ascii_only).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class ParquetWriter:
+    """Results as a Parquet table of the CSV's columns, a row group at a time (pyarrow, from the ``ray`` extra).
+
+    Parquet text is UTF-8: the bytes of a file name that are not UTF-8 show as ``\\xe9`` escapes, as on the terminal.
+    """
+
+    ROWS = 65536  # per row group
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        import pyarrow
+        import pyarrow.parquet
+
+        self.schema = pyarrow.schema([(c, pyarrow.float64() if c == "probability" else pyarrow.string()) for c in COLUMNS])
+        self.writer, self.rows = pyarrow.parquet.ParquetWriter(handle, self.schema), []
+
+    def add(self, prediction: Prediction) -> None:
+        self.rows.append({**prediction.to_dict(), "path": display_path(prediction.path)})
+        if len(self.rows) == self.ROWS:
+            self._flush()
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        self._flush()
+        self.writer.close()
+
+    def _flush(self) -> None:
+        import pyarrow
+
+        self.writer.write_table(pyarrow.Table.from_pylist(self.rows, self.schema))
+        self.rows = []
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -183,10 +183,10 @@ def test_default_model_environment_and_exports_folder(capsys, photos, tiny_expor
 
 def test_usage_errors_exit_2(capsys, photos, tiny_export, tmp_path):
     code, out, err = _run(capsys, photos, "--model", tiny_export, "--output", "results.txt")
-    assert code == 2 and ".csv, .jsonl or .json" in err
+    assert code == 2 and ".csv, .jsonl, .json or .parquet" in err
     (tmp_path / "taken.csv").mkdir()  # found before any image is classified
     code, out, err = _run(capsys, photos, "--model", tiny_export, "--output", tmp_path / "taken.csv")
-    assert code == 2 and out == "" and err.strip().endswith("is a folder; name a file ending in .csv, .jsonl or .json")
+    assert code == 2 and out == "" and err.strip().endswith("is a folder; name a file ending in .csv, .jsonl, .json or .parquet")
     with pytest.raises(SystemExit) as exc_info:
         cli.main([str(photos), "--precision", "int3"])
     assert exc_info.value.code == 2
