@@ -254,7 +254,7 @@ def set_imagenet_weights(model: "keras.Model", variant: Variant, state: dict[str
     values: dict[str, list[np.ndarray]] = {}
     for key, (layer_name, index, axes) in mapping.items():
         layer = model.get_layer(layer_name)
-        values.setdefault(layer_name, [w.numpy() for w in layer.weights])
+        values.setdefault(layer_name, layer.get_weights())
         array = state[key] if axes is None else np.transpose(state[key], axes)
         expected = values[layer_name][index].shape
         if array.shape != expected:

@@ -67,7 +67,7 @@ def _cv_main(args, parser: argparse.ArgumentParser) -> int:
         raise UsageError("--epochs must be at least 1")
     archs = tuple(args.archs) if args.archs else DEFAULT_CV_ARCHS
     for arch in archs:
-        models.get(arch)  # unknown names list the known ones
+        models.require_weights(arch)  # unknown names list the known ones; missing weights give the pip command
     data = Path(args.model)
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():

@@ -24,9 +24,13 @@ from emotion.runtime.preprocess import DEFAULT_RESIZE_FILTER, PreprocessSpec
 from . import data as data_mod
 from . import metrics as metrics_mod
 from . import models, plots
+from .efficientnet_lite import MIN_INPUT_SIDE, VARIANTS, block_specs
 from .model_io import MODEL_NAME, predict_proba, save_model
+from .transfer import AUGMENTATIONS, fit_transfer
 
 RUN_JSON = "run.json"
+# Options of the transfer-learning stages (emotion.train.transfer), refused for architectures trained from scratch.
+TRANSFER_OPTIONS = ("augment", "fine_tune", "fine_tune_epochs", "fine_tune_learning_rate")
 
 
 @dataclass
@@ -45,6 +49,10 @@ class TrainConfig:
     early_stopping: int | None = None
     early_stopping_start: int | None = None
     lr_schedule: str | None = None
+    augment: str | None = None
+    fine_tune: int | None = None
+    fine_tune_epochs: int | None = None
+    fine_tune_learning_rate: float | None = None
     force: bool = False
     verbose: int = 1
     resolved: dict = field(default_factory=dict)
@@ -52,12 +60,29 @@ class TrainConfig:
     def resolve(self) -> "TrainConfig":
         """Fill unset options from the architecture's recipe; validate them."""
         arch = models.get(self.arch)
+        if arch.backbone is None:
+            given = [key for key in TRANSFER_OPTIONS if getattr(self, key) is not None]
+            if given:
+                raise ValueError(f"--{given[0].replace('_', '-')} applies to architectures with a pretrained "
+                                 f"backbone ({', '.join(models.pretrained())}); {self.arch} has none")
         recipe = asdict(arch.recipe)
         for key, value in recipe.items():
-            if getattr(self, key) is None:
+            if getattr(self, key) is None and (arch.backbone is not None or key not in TRANSFER_OPTIONS):
                 setattr(self, key, value)
         if self.image_size is None:
             self.image_size = arch.default_input_size
+        if arch.backbone is not None:
+            if min(self.image_size) < MIN_INPUT_SIDE:
+                raise ValueError(f"--image-size {self.image_size[0]}x{self.image_size[1]} is too small for "
+                                 f"{self.arch}: at least {MIN_INPUT_SIDE}x{MIN_INPUT_SIDE} (its backbone "
+                                 f"downsamples 32 times)")
+            blocks = len(block_specs(VARIANTS[arch.backbone]))
+            if not 0 <= self.fine_tune <= blocks:
+                raise ValueError(f"--fine-tune must be 0 to {blocks} ({self.arch}'s blocks); got {self.fine_tune}")
+            if self.fine_tune and self.fine_tune_epochs < 1:
+                raise ValueError("--fine-tune needs --fine-tune-epochs of at least 1")
+            if self.augment not in AUGMENTATIONS:
+                raise ValueError(f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("--epochs and --batch-size must be at least 1")
         if self.early_stopping < 0 or self.early_stopping_start < 0:
@@ -89,18 +114,21 @@ def _datasets(x_train, y_train, x_val, y_val, cfg: TrainConfig):
     return train.prefetch(autotune), val.cache().prefetch(autotune)
 
 
-def _class_weight(y: np.ndarray, mode: str) -> dict[int, float] | None:
+def class_weight(y: np.ndarray, mode: str) -> dict[int, float] | None:
+    """Keras class weights: None, or with ``"balanced"`` each class weighted by n / (2 x its count)."""
     if mode == "none":
         return None
     counts = np.bincount(y, minlength=2)
     return {i: float(len(y) / (2.0 * counts[i])) for i in range(2)}
 
 
-def _callbacks(cfg: TrainConfig, steps: int):
+def epoch_timer():
+    """A Keras callback that appends each epoch's wall time, in seconds, to its ``seconds`` list."""
     import keras
 
     class EpochTimer(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
+        def __init__(self):
+            super().__init__()
             self.seconds: list[float] = []
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -109,7 +137,13 @@ def _callbacks(cfg: TrainConfig, steps: int):
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self._t)
 
-    timer = EpochTimer()
+    return EpochTimer()
+
+
+def _callbacks(cfg: TrainConfig):
+    import keras
+
+    timer = epoch_timer()
     callbacks = [timer]
     if cfg.early_stopping:
         callbacks.append(
@@ -121,13 +155,13 @@ def _callbacks(cfg: TrainConfig, steps: int):
     return timer, callbacks
 
 
-def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
+def optimizer(learning_rate: float, schedule: str, steps: int):
+    """Adam at ``learning_rate``, constant or decaying over ``steps`` by a cosine to 5% of it."""
     import keras
 
-    lr = cfg.learning_rate
-    if cfg.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, cfg.epochs * steps_per_epoch), alpha=0.05)
-    return keras.optimizers.Adam(learning_rate=lr)
+    if schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps), alpha=0.05)
+    return keras.optimizers.Adam(learning_rate=learning_rate)
 
 
 def versions() -> dict[str, str]:
@@ -140,36 +174,41 @@ def versions() -> dict[str, str]:
 
 @dataclass
 class Fitted:
-    """A trained model, its history, and its P(Positive) and chosen threshold on the validation images."""
+    """A trained model, its history, its P(Positive) and chosen threshold on the validation images, and the
+    (0-based) epoch of the history whose weights it ended with."""
 
     model: object
     history: dict
     probability: np.ndarray
     threshold: float
     epoch_seconds: list
+    best_epoch: int
 
 
 def fit(cfg: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Fitted:
     """Build ``cfg.arch`` and train it on uint8 arrays with the resolved recipe; validation drives early stopping
-    and the threshold. Shared by :func:`train` (one split, a run folder) and cross-validation (no files)."""
+    and the threshold. Shared by :func:`train` (one split, a run folder) and cross-validation (no files).
+    Architectures with a pretrained backbone train by :func:`emotion.train.transfer.fit_transfer`."""
     cfg.resolve()
+    if models.get(cfg.arch).backbone is not None:
+        return fit_transfer(cfg, x_train, y_train, x_val, y_val)
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
     model = models.build(cfg.arch, tuple(cfg.image_size))
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     model.compile(
-        optimizer=_optimizer(cfg, steps),
+        optimizer=optimizer(cfg.learning_rate, cfg.lr_schedule, cfg.epochs * steps),
         loss=keras.losses.BinaryCrossentropy(),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
     )
     train_ds, val_ds = _datasets(x_train, y_train, x_val, y_val, cfg)
-    timer, callbacks = _callbacks(cfg, steps)
+    timer, callbacks = _callbacks(cfg)
     history = model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=cfg.epochs,
-        class_weight=_class_weight(y_train, cfg.class_weight),
+        class_weight=class_weight(y_train, cfg.class_weight),
         callbacks=callbacks,
         shuffle=False,  # tf.data shuffles already
         verbose=(1 if sys.stderr.isatty() else 2) if cfg.verbose else 0,
@@ -177,7 +216,16 @@ def fit(cfg: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     probability = predict_proba(model, x_val, cfg.batch_size)
     threshold = metrics_mod.best_threshold(y_val, probability) if cfg.threshold == "balanced" else 0.5
-    return Fitted(model, hist, probability, threshold, list(timer.seconds))
+    return Fitted(model, hist, probability, threshold, list(timer.seconds), _kept_epoch(hist.get("val_auc", []), cfg))
+
+
+def _kept_epoch(val_auc: list[float], cfg: TrainConfig) -> int:
+    """Index of the epoch whose weights the model ends with: the best validation AUC after the warm-up when early
+    stopping restores the best weights, else the last epoch."""
+    if not cfg.early_stopping:
+        return len(val_auc) - 1
+    start = min(cfg.early_stopping_start, len(val_auc) - 1)
+    return start + int(np.argmax(val_auc[start:]))
 
 
 def train(cfg: TrainConfig, log=print) -> dict:
@@ -227,7 +275,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
         )
         save_model(model, run / MODEL_NAME, info)
         data_mod.write_manifest(split, run)
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "resolved"}
+        unused = () if models.get(cfg.arch).backbone else TRANSFER_OPTIONS
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+                  if k != "resolved" and k not in unused}
         config["data_root"] = str(split.root)
         config["parameters"] = int(model.count_params())
         config["image_size"] = list(cfg.image_size)

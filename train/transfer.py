@@ -1,0 +1,124 @@
+"""Transfer learning on a pretrained backbone: a small head on frozen features, then, optionally, fine-tuning of
+the backbone's top blocks.
+
+Both stages train on activations computed once, not on images: the frozen part of the network gives the same
+output every epoch, so it runs once per training image (and once more per augmented view), and each epoch only
+runs what is trained. On two CPU cores this turns minutes an epoch into seconds.
+
+1. **Head**: the global-average-pooled features of the frozen backbone, standardised (a ``Normalization`` layer
+   adapted to the training features, as a logistic-regression probe would), dropout, one L2-regularised sigmoid
+   unit; class weights; a fixed number of epochs (the problem is convex apart from dropout, and the ~70 validation
+   images of a small dataset are too few to pick an epoch by).
+2. **Fine-tuning** (``fine_tune`` > 0 blocks): the last ``fine_tune`` MBConv blocks and the head convolution train
+   together with the head at a low learning rate; their batch norms stay frozen, so they run in inference mode
+   with ImageNet statistics (a few hundred images cannot re-estimate them); early stopping on validation AUC
+   keeps the best epoch.
+
+The result is the registry's ordinary Keras model, image to probability, whose layers were trained in place.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import metrics as metrics_mod
+from . import models
+from .efficientnet_lite import FEATURES_LAYER, NORMALIZATION_LAYER, fine_tune_input
+
+if TYPE_CHECKING:
+    import keras
+
+    from .trainer import Fitted, TrainConfig
+
+AUGMENTATIONS = ("none", "flip")
+
+
+def views(images: np.ndarray, labels: np.ndarray, augment: str) -> tuple[np.ndarray, np.ndarray]:
+    """The training images as the frozen part sees them: as they are, and mirrored left-right with ``"flip"``
+    (what a photo shows does not change its emotion when mirrored)."""
+    if augment == "flip":
+        return np.concatenate([images, images[:, :, ::-1]]), np.concatenate([labels, labels])
+    return images, labels
+
+
+def _activations(model: "keras.Model", images: np.ndarray, batch_size: int) -> np.ndarray:
+    from emotion.runtime.preprocess import scale
+
+    chunks = [model.predict(scale(images[i : i + 256]), batch_size=batch_size, verbose=0)
+              for i in range(0, len(images), 256)]
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def _compile(model: "keras.Model", optimizer) -> None:
+    import keras
+
+    model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(),
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+
+
+def fit_transfer(cfg: "TrainConfig", x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+                 y_val: np.ndarray) -> "Fitted":
+    """Train ``cfg.arch`` (a registry entry with a pretrained backbone) by the two stages above."""
+    import keras
+
+    from .trainer import Fitted, class_weight, epoch_timer, optimizer
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = models.build(cfg.arch, tuple(cfg.image_size))
+    cut = fine_tune_input(model, cfg.fine_tune)
+    x_views, y_views = views(x_train, y_train, cfg.augment)
+    frozen = keras.Model(model.input, cut)
+    a_train, a_val = _activations(frozen, x_views, cfg.batch_size), _activations(frozen, x_val, cfg.batch_size)
+    features = model.get_layer(FEATURES_LAYER).output
+    if cfg.fine_tune:
+        pool = keras.Model(cut, features)
+        f_train, f_val = pool.predict(a_train, batch_size=256, verbose=0), pool.predict(a_val, batch_size=256, verbose=0)
+    else:
+        f_train, f_val = a_train, a_val
+    weights = class_weight(y_views, cfg.class_weight)
+    verbose = (1 if sys.stderr.isatty() else 2) if cfg.verbose else 0
+    timer = epoch_timer()
+
+    head = keras.Model(features, model.output)
+    head.get_layer(NORMALIZATION_LAYER).adapt(f_train)  # before anything traces the head: it reads these as constants
+    steps = int(np.ceil(len(f_train) / cfg.batch_size))
+    _compile(head, optimizer(cfg.learning_rate, cfg.lr_schedule, cfg.epochs * steps))
+    history = head.fit(f_train, y_views.astype(np.float32), validation_data=(f_val, y_val.astype(np.float32)),
+                       epochs=cfg.epochs, batch_size=cfg.batch_size, class_weight=weights, shuffle=True,
+                       callbacks=[timer], verbose=verbose).history
+    hist = {k: [float(v) for v in values] for k, values in history.items()}
+    hist["stage"] = ["head"] * cfg.epochs
+    best_epoch = cfg.epochs - 1
+
+    if cfg.fine_tune:
+        trained = keras.Model(cut, model.output)
+        for layer in trained.layers:
+            layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+        callbacks = [timer]
+        if cfg.early_stopping:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor="val_auc", mode="max", patience=cfg.early_stopping, restore_best_weights=True,
+                start_from_epoch=min(cfg.early_stopping_start, cfg.fine_tune_epochs - 1),
+                verbose=1 if cfg.verbose else 0))
+        _compile(trained, optimizer(cfg.fine_tune_learning_rate, cfg.lr_schedule, cfg.fine_tune_epochs * steps))
+        more = trained.fit(a_train, y_views.astype(np.float32), validation_data=(a_val, y_val.astype(np.float32)),
+                           epochs=cfg.fine_tune_epochs, batch_size=cfg.batch_size, class_weight=weights,
+                           shuffle=True, callbacks=callbacks, verbose=verbose).history
+        for key, values in more.items():
+            hist.setdefault(key, []).extend(float(v) for v in values)
+        ran = len(more["loss"])
+        hist["stage"] += ["fine-tune"] * ran
+        val_auc = more["val_auc"]
+        start = min(cfg.early_stopping_start, ran - 1)
+        best_epoch = cfg.epochs + (start + int(np.argmax(val_auc[start:])) if cfg.early_stopping else ran - 1)
+        probability = trained.predict(a_val, batch_size=cfg.batch_size, verbose=0).reshape(-1)
+    else:
+        probability = head.predict(f_val, batch_size=cfg.batch_size, verbose=0).reshape(-1)
+    for layer in model.layers:  # the saved model is plain: nothing marked frozen
+        layer.trainable = True
+    probability = probability.astype(np.float32)
+    threshold = metrics_mod.best_threshold(y_val, probability) if cfg.threshold == "balanced" else 0.5
+    return Fitted(model, hist, probability, threshold, list(timer.seconds), best_epoch)
