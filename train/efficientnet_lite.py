@@ -55,7 +55,7 @@ BN_EPSILON = 1e-3
 # Five stride-2 stages: below 32 pixels a side the last stages see a single pixel.
 MIN_INPUT_SIDE = 32
 FEATURES_LAYER = "features"  # global average pool of the head: the 1280 features a classifier head reads
-NORMALIZATION_LAYER = "features_norm"  # standardises the features; adapted to the training features
+NORMALIZATION_LAYER = "features_norm"  # standardises the features by the training features' mean and variance
 
 
 class WeightsError(ValueError):
@@ -123,8 +123,8 @@ def weights_file(variant: Variant) -> Path:
 def build_efficientnet_lite(variant: str, input_size: tuple[int, int], weights: bool = True,
                             dropout: float = 0.2, head_l2: float = 0.01, name: str | None = None) -> "keras.Model":
     """EfficientNet-Lite ``variant`` as a binary classifier: image in [0, 1] -> normalisation -> backbone ->
-    global average pool (layer :data:`FEATURES_LAYER`) -> standardisation (:data:`NORMALIZATION_LAYER`, identity
-    until adapted to training features) -> dropout -> one L2-regularised sigmoid unit ``probability``.
+    global average pool (layer :data:`FEATURES_LAYER`) -> standardisation (:data:`NORMALIZATION_LAYER`, about the
+    identity until set to the training features' statistics) -> dropout -> one L2-regularised sigmoid unit ``probability``.
 
     Args:
         variant: a key of :data:`VARIANTS`.
@@ -169,7 +169,11 @@ def build_efficientnet_lite(variant: str, input_size: tuple[int, int], weights: 
             x = layers.Add(name=f"{block.name}_add")([x, inputs])
     x = conv_bn(x, HEAD_FILTERS, 1, 1, "top")
     x = layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
-    x = layers.Normalization(name=NORMALIZATION_LAYER)(x)
+    # Standardisation as a frozen batch norm: set from the training features, never learned; it folds into the
+    # sigmoid unit at export like any batch norm. Its epsilon bounds the gain on features that barely vary, so a
+    # small FP16 or INT8 error on them cannot be magnified into the logit.
+    x = layers.BatchNormalization(center=False, scale=False, epsilon=BN_EPSILON, trainable=False,
+                                  name=NORMALIZATION_LAYER)(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     out = layers.Dense(1, activation="sigmoid", kernel_initializer="zeros",
                        kernel_regularizer=keras.regularizers.L2(head_l2), name="probability")(x)

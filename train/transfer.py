@@ -5,8 +5,8 @@ Both stages train on activations computed once, not on images: the frozen part o
 output every epoch, so it runs once per training image (and once more per augmented view), and each epoch only
 runs what is trained. On two CPU cores this turns minutes an epoch into seconds.
 
-1. **Head**: the global-average-pooled features of the frozen backbone, standardised (a ``Normalization`` layer
-   adapted to the training features, as a logistic-regression probe would), dropout, one L2-regularised sigmoid
+1. **Head**: the global-average-pooled features of the frozen backbone, standardised (a frozen batch norm set to
+   the training features' mean and variance, as a logistic-regression probe would), dropout, one L2-regularised sigmoid
    unit; class weights; a fixed number of epochs (the problem is convex apart from dropout, and the ~70 validation
    images of a small dataset are too few to pick an epoch by).
 2. **Fine-tuning** (``fine_tune`` > 0 blocks): the last ``fine_tune`` MBConv blocks and the head convolution train
@@ -14,7 +14,8 @@ runs what is trained. On two CPU cores this turns minutes an epoch into seconds.
    with ImageNet statistics (a few hundred images cannot re-estimate them); early stopping on validation AUC
    keeps the best epoch.
 
-The result is the registry's ordinary Keras model, image to probability, whose layers were trained in place.
+The result is the registry's ordinary Keras model, image to probability, whose layers were trained in place (the
+layers frozen while training, batch norms among them, stay marked ``trainable=False`` in the saved model).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def fit_transfer(cfg: "TrainConfig", x_train: np.ndarray, y_train: np.ndarray, x
     timer = epoch_timer()
 
     head = keras.Model(features, model.output)
-    head.get_layer(NORMALIZATION_LAYER).adapt(f_train)  # before anything traces the head: it reads these as constants
+    head.get_layer(NORMALIZATION_LAYER).set_weights([f_train.mean(axis=0), f_train.var(axis=0)])
     steps = int(np.ceil(len(f_train) / cfg.batch_size))
     _compile(head, optimizer(cfg.learning_rate, cfg.lr_schedule, cfg.epochs * steps))
     history = head.fit(f_train, y_views.astype(np.float32), validation_data=(f_val, y_val.astype(np.float32)),
@@ -117,8 +118,6 @@ def fit_transfer(cfg: "TrainConfig", x_train: np.ndarray, y_train: np.ndarray, x
         probability = trained.predict(a_val, batch_size=cfg.batch_size, verbose=0).reshape(-1)
     else:
         probability = head.predict(f_val, batch_size=cfg.batch_size, verbose=0).reshape(-1)
-    for layer in model.layers:  # the saved model is plain: nothing marked frozen
-        layer.trainable = True
     probability = probability.astype(np.float32)
     threshold = metrics_mod.best_threshold(y_val, probability) if cfg.threshold == "balanced" else 0.5
     return Fitted(model, hist, probability, threshold, list(timer.seconds), best_epoch)
