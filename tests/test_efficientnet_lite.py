@@ -32,7 +32,7 @@ def test_port_reproduces_the_reference_imagenet_logits(case):
     variant, size = case.split("_")
     height, width = map(int, size.split("x"))
     model = efficientnet_lite.build_efficientnet_lite(variant, (height, width))
-    features = keras.Model(model.input, model.get_layer(efficientnet_lite.FEATURES_LAYER).output)
+    features = keras.Model(model.input, model.get_layer(efficientnet_lite.TOP_POOL_LAYER).output)
     kernel, bias = efficientnet_lite.imagenet_classifier(variant)
     images = golden[f"{case}_images"].astype(np.float32) / 255.0
     logits = features.predict(images, verbose=0) @ kernel + bias

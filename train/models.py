@@ -281,7 +281,7 @@ def build_lite(variant: str, input_size: tuple[int, int]) -> "keras.Model":
 # Chosen by grouped cross-validation on oasis-dev (benchmarks/results/model_quality.md).
 LITE_INPUT_SIZES = {"lite0": (224, 224), "lite1": (240, 240), "lite2": (260, 260)}
 LITE_RECIPE = Recipe(epochs=30, batch_size=32, learning_rate=1e-3, class_weight="balanced", threshold="balanced",
-                     early_stopping=5, early_stopping_start=0, augment="flip", fine_tune=0, fine_tune_epochs=0,
+                     early_stopping=5, early_stopping_start=0, augment="flip", fine_tune=2, fine_tune_epochs=20,
                      fine_tune_learning_rate=1e-4)
 
 EDGE_RECIPE = Recipe(epochs=40, batch_size=32, learning_rate=2e-3, class_weight="balanced", threshold="balanced",

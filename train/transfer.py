@@ -27,7 +27,7 @@ import numpy as np
 
 from . import metrics as metrics_mod
 from . import models
-from .efficientnet_lite import FEATURES_LAYER, NORMALIZATION_LAYER, fine_tune_input
+from .efficientnet_lite import FEATURES_LAYER, NORMALIZATION_LAYER, fine_tune_inputs
 
 if TYPE_CHECKING:
     import keras
@@ -45,12 +45,14 @@ def views(images: np.ndarray, labels: np.ndarray, augment: str) -> tuple[np.ndar
     return images, labels
 
 
-def _activations(model: "keras.Model", images: np.ndarray, batch_size: int) -> np.ndarray:
+def _activations(model: "keras.Model", images: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """``model``'s outputs (a list, one array per output) for uint8 images, scaled in chunks of 256."""
     from emotion.runtime.preprocess import scale
 
     chunks = [model.predict(scale(images[i : i + 256]), batch_size=batch_size, verbose=0)
               for i in range(0, len(images), 256)]
-    return np.concatenate(chunks).astype(np.float32)
+    chunks = [chunk if isinstance(chunk, list) else [chunk] for chunk in chunks]
+    return [np.concatenate(parts).astype(np.float32) for parts in zip(*chunks)]
 
 
 def _compile(model: "keras.Model", optimizer) -> None:
@@ -69,7 +71,7 @@ def fit_transfer(cfg: "TrainConfig", x_train: np.ndarray, y_train: np.ndarray, x
 
     keras.utils.set_random_seed(cfg.seed)
     model = models.build(cfg.arch, tuple(cfg.image_size))
-    cut = fine_tune_input(model, cfg.fine_tune)
+    cut = fine_tune_inputs(model, cfg.fine_tune)
     x_views, y_views = views(x_train, y_train, cfg.augment)
     frozen = keras.Model(model.input, cut)
     a_train, a_val = _activations(frozen, x_views, cfg.batch_size), _activations(frozen, x_val, cfg.batch_size)
@@ -78,7 +80,7 @@ def fit_transfer(cfg: "TrainConfig", x_train: np.ndarray, y_train: np.ndarray, x
         pool = keras.Model(cut, features)
         f_train, f_val = pool.predict(a_train, batch_size=256, verbose=0), pool.predict(a_val, batch_size=256, verbose=0)
     else:
-        f_train, f_val = a_train, a_val
+        (f_train,), (f_val,) = a_train, a_val
     weights = class_weight(y_views, cfg.class_weight)
     verbose = (1 if sys.stderr.isatty() else 2) if cfg.verbose else 0
     timer = epoch_timer()
