@@ -140,19 +140,16 @@ def epoch_timer():
     return EpochTimer()
 
 
-def _callbacks(cfg: TrainConfig):
+def early_stopping(cfg: TrainConfig, epochs: int) -> list:
+    """[] or a Keras EarlyStopping on validation AUC that keeps the best weights, watching after the warm-up."""
     import keras
 
-    timer = epoch_timer()
-    callbacks = [timer]
-    if cfg.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_auc", mode="max", patience=cfg.early_stopping, restore_best_weights=True,
-                start_from_epoch=min(cfg.early_stopping_start, cfg.epochs - 1), verbose=1 if cfg.verbose else 0,
-            )
-        )
-    return timer, callbacks
+    if not cfg.early_stopping:
+        return []
+    return [keras.callbacks.EarlyStopping(
+        monitor="val_auc", mode="max", patience=cfg.early_stopping, restore_best_weights=True,
+        start_from_epoch=min(cfg.early_stopping_start, epochs - 1), verbose=1 if cfg.verbose else 0,
+    )]
 
 
 def optimizer(learning_rate: float, schedule: str, steps: int):
@@ -203,23 +200,23 @@ def fit(cfg: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
     )
     train_ds, val_ds = _datasets(x_train, y_train, x_val, y_val, cfg)
-    timer, callbacks = _callbacks(cfg)
+    timer = epoch_timer()
     history = model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=cfg.epochs,
         class_weight=class_weight(y_train, cfg.class_weight),
-        callbacks=callbacks,
+        callbacks=[timer, *early_stopping(cfg, cfg.epochs)],
         shuffle=False,  # tf.data shuffles already
         verbose=(1 if sys.stderr.isatty() else 2) if cfg.verbose else 0,
     )
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     probability = predict_proba(model, x_val, cfg.batch_size)
     threshold = metrics_mod.best_threshold(y_val, probability) if cfg.threshold == "balanced" else 0.5
-    return Fitted(model, hist, probability, threshold, list(timer.seconds), _kept_epoch(hist.get("val_auc", []), cfg))
+    return Fitted(model, hist, probability, threshold, list(timer.seconds), kept_epoch(hist.get("val_auc", []), cfg))
 
 
-def _kept_epoch(val_auc: list[float], cfg: TrainConfig) -> int:
+def kept_epoch(val_auc: list[float], cfg: TrainConfig) -> int:
     """Index of the epoch whose weights the model ends with: the best validation AUC after the warm-up when early
     stopping restores the best weights, else the last epoch."""
     if not cfg.early_stopping:

@@ -55,11 +55,23 @@ def _activations(model: "keras.Model", images: np.ndarray, batch_size: int) -> l
     return [np.concatenate(parts).astype(np.float32) for parts in zip(*chunks)]
 
 
-def _compile(model: "keras.Model", optimizer) -> None:
+def _fit(model: "keras.Model", x, y: np.ndarray, validation: tuple, epochs: int, learning_rate: float,
+         cfg: "TrainConfig", callbacks: list) -> dict[str, list[float]]:
+    """Compile ``model`` with binary cross-entropy, accuracy and AUC, fit it on cached inputs with the recipe's
+    batch size, class weights and schedule; the history as plain floats."""
     import keras
 
-    model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(),
+    from .trainer import class_weight, optimizer
+
+    steps = int(np.ceil(len(y) / cfg.batch_size))
+    model.compile(optimizer=optimizer(learning_rate, cfg.lr_schedule, epochs * steps),
+                  loss=keras.losses.BinaryCrossentropy(),
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+    history = model.fit(x, y.astype(np.float32), validation_data=(validation[0], validation[1].astype(np.float32)),
+                        epochs=epochs, batch_size=cfg.batch_size, class_weight=class_weight(y, cfg.class_weight),
+                        shuffle=True, callbacks=callbacks,
+                        verbose=(1 if sys.stderr.isatty() else 2) if cfg.verbose else 0)
+    return {key: [float(v) for v in values] for key, values in history.history.items()}
 
 
 def fit_transfer(cfg: "TrainConfig", x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
@@ -67,7 +79,7 @@ def fit_transfer(cfg: "TrainConfig", x_train: np.ndarray, y_train: np.ndarray, x
     """Train ``cfg.arch`` (a registry entry with a pretrained backbone) by the two stages above."""
     import keras
 
-    from .trainer import Fitted, class_weight, epoch_timer, optimizer
+    from .trainer import Fitted, early_stopping, epoch_timer, kept_epoch
 
     keras.utils.set_random_seed(cfg.seed)
     model = models.build(cfg.arch, tuple(cfg.image_size))
@@ -81,45 +93,24 @@ def fit_transfer(cfg: "TrainConfig", x_train: np.ndarray, y_train: np.ndarray, x
         f_train, f_val = pool.predict(a_train, batch_size=256, verbose=0), pool.predict(a_val, batch_size=256, verbose=0)
     else:
         (f_train,), (f_val,) = a_train, a_val
-    weights = class_weight(y_views, cfg.class_weight)
-    verbose = (1 if sys.stderr.isatty() else 2) if cfg.verbose else 0
     timer = epoch_timer()
 
     head = keras.Model(features, model.output)
     head.get_layer(NORMALIZATION_LAYER).set_weights([f_train.mean(axis=0), f_train.var(axis=0)])
-    steps = int(np.ceil(len(f_train) / cfg.batch_size))
-    _compile(head, optimizer(cfg.learning_rate, cfg.lr_schedule, cfg.epochs * steps))
-    history = head.fit(f_train, y_views.astype(np.float32), validation_data=(f_val, y_val.astype(np.float32)),
-                       epochs=cfg.epochs, batch_size=cfg.batch_size, class_weight=weights, shuffle=True,
-                       callbacks=[timer], verbose=verbose).history
-    hist = {k: [float(v) for v in values] for k, values in history.items()}
-    hist["stage"] = ["head"] * cfg.epochs
-    best_epoch = cfg.epochs - 1
+    history = _fit(head, f_train, y_views, (f_val, y_val), cfg.epochs, cfg.learning_rate, cfg, [timer])
+    history["stage"] = ["head"] * cfg.epochs
+    best_epoch, last, val_inputs = cfg.epochs - 1, head, f_val
 
     if cfg.fine_tune:
         trained = keras.Model(cut, model.output)
         for layer in trained.layers:
             layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
-        callbacks = [timer]
-        if cfg.early_stopping:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor="val_auc", mode="max", patience=cfg.early_stopping, restore_best_weights=True,
-                start_from_epoch=min(cfg.early_stopping_start, cfg.fine_tune_epochs - 1),
-                verbose=1 if cfg.verbose else 0))
-        _compile(trained, optimizer(cfg.fine_tune_learning_rate, cfg.lr_schedule, cfg.fine_tune_epochs * steps))
-        more = trained.fit(a_train, y_views.astype(np.float32), validation_data=(a_val, y_val.astype(np.float32)),
-                           epochs=cfg.fine_tune_epochs, batch_size=cfg.batch_size, class_weight=weights,
-                           shuffle=True, callbacks=callbacks, verbose=verbose).history
+        more = _fit(trained, a_train, y_views, (a_val, y_val), cfg.fine_tune_epochs, cfg.fine_tune_learning_rate,
+                    cfg, [timer, *early_stopping(cfg, cfg.fine_tune_epochs)])
         for key, values in more.items():
-            hist.setdefault(key, []).extend(float(v) for v in values)
-        ran = len(more["loss"])
-        hist["stage"] += ["fine-tune"] * ran
-        val_auc = more["val_auc"]
-        start = min(cfg.early_stopping_start, ran - 1)
-        best_epoch = cfg.epochs + (start + int(np.argmax(val_auc[start:])) if cfg.early_stopping else ran - 1)
-        probability = trained.predict(a_val, batch_size=cfg.batch_size, verbose=0).reshape(-1)
-    else:
-        probability = head.predict(f_val, batch_size=cfg.batch_size, verbose=0).reshape(-1)
-    probability = probability.astype(np.float32)
+            history[key].extend(values)
+        history["stage"] += ["fine-tune"] * len(more["loss"])
+        best_epoch, last, val_inputs = cfg.epochs + kept_epoch(more["val_auc"], cfg), trained, a_val
+    probability = last.predict(val_inputs, batch_size=cfg.batch_size, verbose=0).reshape(-1).astype(np.float32)
     threshold = metrics_mod.best_threshold(y_val, probability) if cfg.threshold == "balanced" else 0.5
-    return Fitted(model, hist, probability, threshold, list(timer.seconds), best_epoch)
+    return Fitted(model, history, probability, threshold, list(timer.seconds), best_epoch)
