@@ -79,7 +79,8 @@ def test_frozen_backbone_is_untouched_and_flip_doubles_the_views(synth_data, ima
     images = (rng.random((24, *SIZE, 3)) * 255).astype(np.uint8)
     labels = np.array([0, 1] * 12)
     images[labels == 1, :, : SIZE[1] // 2] //= 4  # Positive: dark left half, so a mirrored view differs
-    cfg = TrainConfig(data=synth_data, out=Path("unused"), arch="lite0", image_size=SIZE, epochs=10, verbose=0)
+    cfg = TrainConfig(data=synth_data, out=Path("unused"), arch="lite0", image_size=SIZE, epochs=10, fine_tune=0,
+                      verbose=0)
     fitted = fit(cfg, images[:16], labels[:16], images[16:], labels[16:])
     assert roc_auc(labels[16:], fitted.probability) > 0.9
     backbone = [layer.name for layer in imagenet_lite0.layers if layer.weights and layer.name.split("_")[0]
