@@ -54,6 +54,8 @@ STEM_FILTERS, HEAD_FILTERS = 32, 1280
 BN_EPSILON = 1e-3
 # Five stride-2 stages: below 32 pixels a side the last stages see a single pixel.
 MIN_INPUT_SIDE = 32
+# Stages (1-7) whose outputs are pooled into the head's features beside the top (grouped CV in model_quality.md).
+POOLED_STAGES = (5, 6)
 TOP_POOL_LAYER = "top_pool"  # global average pool of the head convolution: what ImageNet's classifier reads
 FEATURES_LAYER = "features"  # the pooled features the sigmoid head reads: stage outputs beside the top pool
 NORMALIZATION_LAYER = "features_norm"  # standardises the features by the training features' mean and variance
@@ -122,12 +124,11 @@ def weights_file(variant: Variant) -> Path:
     return path
 
 
-def build_efficientnet_lite(variant: str, input_size: tuple[int, int], weights: bool = True,
-                            pooled_stages: tuple[int, ...] = (5, 6), dropout: float = 0.2, head_l2: float = 0.01,
-                            name: str | None = None) -> "keras.Model":
+def build_efficientnet_lite(variant: str, input_size: tuple[int, int], weights: bool = True, dropout: float = 0.2,
+                            head_l2: float = 0.01, name: str | None = None) -> "keras.Model":
     """EfficientNet-Lite ``variant`` as a binary classifier: image in [0, 1] -> normalisation -> backbone ->
     global average pools of the head convolution (:data:`TOP_POOL_LAYER`) and of the outputs of
-    ``pooled_stages``, concatenated (:data:`FEATURES_LAYER`) -> standardisation (:data:`NORMALIZATION_LAYER`,
+    :data:`POOLED_STAGES`, concatenated (:data:`FEATURES_LAYER`) -> standardisation (:data:`NORMALIZATION_LAYER`,
     about the identity until set to the training features' statistics) -> dropout -> one L2-regularised sigmoid
     unit ``probability``.
 
@@ -139,7 +140,6 @@ def build_efficientnet_lite(variant: str, input_size: tuple[int, int], weights: 
         variant: a key of :data:`VARIANTS`.
         input_size: (height, width), each at least :data:`MIN_INPUT_SIDE`.
         weights: load the ImageNet weights into the backbone (the head starts at zero either way).
-        pooled_stages: 1-based stages (1-7) whose outputs are pooled into the features besides the top.
         dropout: dropout rate before the sigmoid unit.
         head_l2: L2 factor of the sigmoid unit's kernel.
         name: model name (default: the variant's).
@@ -180,12 +180,8 @@ def build_efficientnet_lite(variant: str, input_size: tuple[int, int], weights: 
             x = layers.Add(name=f"{block.name}_add")([x, inputs])
         stage_outputs[block.stage] = x
     x = conv_bn(x, HEAD_FILTERS, 1, 1, "top")
-    pooled = [layers.GlobalAveragePooling2D(name=_stage_pool(stage))(stage_outputs[stage]) for stage in pooled_stages]
-    pooled.append(layers.GlobalAveragePooling2D(name=TOP_POOL_LAYER)(x))
-    if len(pooled) > 1:
-        x = layers.Concatenate(name=FEATURES_LAYER)(pooled)
-    else:
-        x = layers.Identity(name=FEATURES_LAYER)(pooled[0])
+    pooled = [layers.GlobalAveragePooling2D(name=_stage_pool(stage))(stage_outputs[stage]) for stage in POOLED_STAGES]
+    x = layers.Concatenate(name=FEATURES_LAYER)([*pooled, layers.GlobalAveragePooling2D(name=TOP_POOL_LAYER)(x)])
     # Standardisation as a frozen batch norm: set from the training features, never learned; it folds into the
     # sigmoid unit at export like any batch norm. Its epsilon bounds the gain on features that barely vary, so a
     # small FP16 or INT8 error on them cannot be magnified into the logit.
@@ -222,10 +218,8 @@ def fine_tune_inputs(model: "keras.Model", blocks: int) -> list["keras.KerasTens
     if blocks > len(first_layers):
         raise ValueError(f"--fine-tune {blocks}: {model.name} has {len(first_layers)} blocks; use at most "
                          f"{len(first_layers)}")
-    first = list(first_layers)[-blocks]
-    first_stage = int(first[len("block"):-1])
-    earlier = [layer.output for layer in model.layers
-               if layer.name.startswith("stage") and int(layer.name[len("stage"):].split("_")[0]) < first_stage]
+    first = list(first_layers)[-blocks]  # "block6d": stage 6
+    earlier = [model.get_layer(_stage_pool(stage)).output for stage in POOLED_STAGES if stage < int(first[5:-1])]
     return [first_layers[first].input, *earlier]
 
 
