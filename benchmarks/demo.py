@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     _benchmark("benchmark: every format, parity gate", str(run), "--data", str(data), "--export", str(exports),
                "--out", str(out / "bench"), "--repeats", "2", "--seconds", "1", "--ba-seconds", "2")
     lite_run, lite_exports = out / "run-lite0", out / "exports" / "demo-lite0"
-    _step("training (pretrained EfficientNet-Lite0: a head on frozen ImageNet features)", "emotion.train.cli",
-          str(data), "--out", str(lite_run), "--arch", "lite0")
+    _step("training (pretrained EfficientNet-Lite0: a head on ImageNet features, then its top 2 blocks)",
+          "emotion.train.cli", str(data), "--out", str(lite_run), "--arch", "lite0")
     _step("export of the pretrained model, verified against Keras", "emotion.export.cli", str(lite_run),
           "--out", str(lite_exports))
     _benchmark("benchmark of the pretrained model: Keras, FP32 and INT8 IR, parity gate", str(lite_run), "--data",

@@ -160,7 +160,8 @@ def build_efficientnet_lite(variant: str, input_size: tuple[int, int], weights: 
 
     def conv_bn(x, filters, kernel, stride, label, activation=True, depthwise=False):
         if depthwise:
-            x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=f"{label}_dwconv")(x)
+            x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
+                                       name=f"{label}_dwconv")(x)
         else:
             x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{label}_conv")(x)
         x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{label}_bn")(x)
