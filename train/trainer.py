@@ -72,17 +72,7 @@ class TrainConfig:
         if self.image_size is None:
             self.image_size = arch.default_input_size
         if arch.backbone is not None:
-            if min(self.image_size) < MIN_INPUT_SIDE:
-                raise ValueError(f"--image-size {self.image_size[0]}x{self.image_size[1]} is too small for "
-                                 f"{self.arch}: at least {MIN_INPUT_SIDE}x{MIN_INPUT_SIDE} (its backbone "
-                                 f"downsamples 32 times)")
-            blocks = len(block_specs(VARIANTS[arch.backbone]))
-            if not 0 <= self.fine_tune <= blocks:
-                raise ValueError(f"--fine-tune must be 0 to {blocks} ({self.arch}'s blocks); got {self.fine_tune}")
-            if self.fine_tune and self.fine_tune_epochs < 1:
-                raise ValueError("--fine-tune needs --fine-tune-epochs of at least 1")
-            if self.augment not in AUGMENTATIONS:
-                raise ValueError(f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+            self._check_transfer_options(arch.backbone)
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("--epochs and --batch-size must be at least 1")
         if self.early_stopping < 0 or self.early_stopping_start < 0:
@@ -94,6 +84,20 @@ class TrainConfig:
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"--lr-schedule must be constant or cosine, got {self.lr_schedule!r}")
         return self
+
+
+    def _check_transfer_options(self, backbone: str) -> None:
+        """The input size and transfer-learning options that a pretrained ``backbone`` accepts."""
+        if min(self.image_size) < MIN_INPUT_SIDE:
+            raise ValueError(f"--image-size {self.image_size[0]}x{self.image_size[1]} is too small for {self.arch}: "
+                             f"at least {MIN_INPUT_SIDE}x{MIN_INPUT_SIDE} (its backbone downsamples 32 times)")
+        blocks = len(block_specs(VARIANTS[backbone]))
+        if not 0 <= self.fine_tune <= blocks:
+            raise ValueError(f"--fine-tune must be 0 to {blocks} ({self.arch}'s blocks); got {self.fine_tune}")
+        if self.fine_tune and self.fine_tune_epochs < 1:
+            raise ValueError("--fine-tune needs --fine-tune-epochs of at least 1")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
 
 
 def _datasets(x_train, y_train, x_val, y_val, cfg: TrainConfig):
