@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--early-stopping-start", type=int, metavar="EPOCHS",
                    help="warm-up: epochs before early stopping watches (and may keep) any weights")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], help="learning-rate schedule")
+    tl = p.add_argument_group("pretrained backbones (--arch lite0, lite1, lite2)",
+                              "--epochs and --learning-rate train the head on frozen features; then, with "
+                              "--fine-tune, the top blocks train with it, --early-stopping watching that stage")
+    tl.add_argument("--augment", choices=["none", "flip"], help="views of each training image (default flip)")
+    tl.add_argument("--fine-tune", type=int, metavar="BLOCKS", help="blocks to fine-tune, from the top (0 = head only)")
+    tl.add_argument("--fine-tune-epochs", type=int, metavar="N", help="maximum epochs of fine-tuning")
+    tl.add_argument("--fine-tune-learning-rate", type=float, metavar="LR", help="Adam learning rate of fine-tuning")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -48,19 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise FileExistsError(f"run folder {out} already exists; choose another --out or pass --force")
-    load_dataset(args.data)  # a bad data folder fails here, before TensorFlow loads
     from .trainer import TrainConfig, train
 
-    train(
-        TrainConfig(
-            data=Path(args.data), out=out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
-            image_size=image_size, seed=args.seed, validation_fraction=args.validation_fraction,
-            learning_rate=args.learning_rate, class_weight=args.class_weight, threshold=args.threshold,
-            early_stopping=args.early_stopping, early_stopping_start=args.early_stopping_start,
-            lr_schedule=args.lr_schedule, force=args.force, verbose=0 if args.quiet else 1,
-        ),
-        log=lambda msg: print(msg, file=sys.stderr if args.quiet else sys.stdout),
-    )
+    cfg = TrainConfig(
+        data=Path(args.data), out=out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+        image_size=image_size, seed=args.seed, validation_fraction=args.validation_fraction,
+        learning_rate=args.learning_rate, class_weight=args.class_weight, threshold=args.threshold,
+        early_stopping=args.early_stopping, early_stopping_start=args.early_stopping_start,
+        lr_schedule=args.lr_schedule, augment=args.augment, fine_tune=args.fine_tune,
+        fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate,
+        force=args.force, verbose=0 if args.quiet else 1,
+    ).resolve()  # bad options fail here, before any data is read
+    models.require_weights(args.arch)
+    load_dataset(args.data)  # a bad data folder fails here, before TensorFlow loads
+    train(cfg, log=lambda msg: print(msg, file=sys.stderr if args.quiet else sys.stdout))
     return 0
 
 

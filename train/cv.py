@@ -159,15 +159,6 @@ def _score(y, probability, threshold) -> dict:
     return {k: m[k] for k in ("roc_auc", "accuracy", "balanced_accuracy", "threshold", "n")}
 
 
-def _kept_epoch(val_auc: list[float], tcfg) -> int:
-    """Index of the epoch whose weights the model ends with: the best validation AUC after the warm-up when early
-    stopping restores the best weights, else the last epoch."""
-    if not tcfg.early_stopping:
-        return len(val_auc) - 1
-    start = min(tcfg.early_stopping_start, len(val_auc) - 1)
-    return start + int(np.argmax(val_auc[start:]))
-
-
 def run_cv(cfg: CVConfig, log=print) -> dict:
     """Cross-validate ``cfg.archs`` (and the colour baseline) on the same grouped folds; returns the results."""
     for arch in cfg.archs:
@@ -219,7 +210,7 @@ def run_cv(cfg: CVConfig, log=print) -> dict:
         import keras
 
         from .model_io import predict_proba
-        from .trainer import TrainConfig, fit
+        from .trainer import TRANSFER_OPTIONS, TrainConfig, fit
     for arch in cfg.archs:
         t0 = time.perf_counter()
         per_fold, probs = [], np.full(len(y), np.nan)
@@ -234,12 +225,11 @@ def run_cv(cfg: CVConfig, log=print) -> dict:
             probs[te] = predict_proba(fitted.model, images[te], tcfg.batch_size)
             params = int(fitted.model.count_params())
             fold = _score(y[te], probs[te], fitted.threshold)
-            val_auc = fitted.history.get("val_auc", [])
-            kept = _kept_epoch(val_auc, tcfg)
+            kept = fitted.best_epoch
             fold.update({
                 "epochs_run": len(fitted.history.get("loss", [])),
                 "best_epoch": kept + 1,
-                "inner_validation_auc": float(val_auc[kept]),
+                "inner_validation_auc": float(fitted.history["val_auc"][kept]),
                 "seconds": round(time.perf_counter() - t1, 1),
             })
             per_fold.append(fold)
@@ -251,7 +241,8 @@ def run_cv(cfg: CVConfig, log=print) -> dict:
         results[arch] = {"kind": "network", "parameters": params, "input_size": list(tcfg.image_size),
                          "epochs": tcfg.epochs, "recipe": {k: getattr(tcfg, k) for k in (
                              "batch_size", "learning_rate", "class_weight", "threshold", "early_stopping",
-                             "early_stopping_start", "lr_schedule")},
+                             "early_stopping_start", "lr_schedule",
+                             *(TRANSFER_OPTIONS if models.get(arch).backbone else ()))},
                          "folds": per_fold, **_summary(per_fold), "seconds": round(time.perf_counter() - t0, 1)}
         oof[arch] = probs
 

@@ -69,7 +69,7 @@ def _cv_main(args, parser: argparse.ArgumentParser) -> int:
         raise UsageError("--epochs must be at least 1")
     archs = tuple(args.archs) if args.archs else DEFAULT_CV_ARCHS
     for arch in archs:
-        models.get(arch)  # unknown names list the known ones
+        models.require_weights(arch)  # unknown names list the known ones; missing weights give the pip command
     data = Path(args.paths[0])
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():

