@@ -24,7 +24,6 @@ from emotion.runtime.metadata import INPUT_NAME, OUTPUT_PROBABILITY, OUTPUT_SCOR
 
 HEIGHT, WIDTH = 96, 120
 THRESHOLD = 0.42  # not 0.5 on purpose: our labels use it, Model API's argmax cannot
-SHARED_DATA = Path("/work/shared/data")
 SCRIPT = Path(sys.executable).with_name("emotion-export")
 EXPORT_CMD = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "emotion.export.cli"]
 
