@@ -26,6 +26,7 @@ from .backends import Backend, cache_dir as resolve_cache_dir, open_backend
 from .console import attempt
 from .files import Candidate
 from .locate import resolve_model
+from .metadata import shortest
 from .preprocess import ImageSource, preprocess
 
 # Images a worker decodes, then infers, in turn: decoding and inference evict each other's data from the CPU
@@ -50,7 +51,7 @@ class Prediction:
         """JSON-ready: the path as text (``os.fsdecode``: undecodable bytes become lone surrogates), P(Positive)
         as the shortest decimal that reads back to the model's float32 (0.93, not 0.9300000071525574)."""
         path = None if self.path is None else os.fsdecode(self.path)
-        probability = None if self.probability is None else float(str(np.float32(self.probability)))
+        probability = None if self.probability is None else shortest(self.probability)
         return {"path": path, "label": self.label, "probability": probability, "error": self.error}
 
 

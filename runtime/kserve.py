@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .metadata import INPUT_NAME, OUTPUT_PROBABILITY, OUTPUT_SCORES, ModelInfo
+from .metadata import INPUT_NAME, OUTPUT_PROBABILITY, OUTPUT_SCORES, ModelInfo, shortest
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 OUTPUTS = (OUTPUT_SCORES, OUTPUT_PROBABILITY)  # scores first: OpenVINO Model API reads the first output
@@ -132,11 +132,6 @@ def encode_response(request: InferRequest, probabilities: np.ndarray, info: Mode
                 **({"id": request.id} if request.id is not None else {}), "outputs": entries}
     header = json.dumps(response, separators=(",", ":")).encode()
     return (header + b"".join(blobs), len(header)) if blobs else (header, None)
-
-
-def shortest(value: float) -> float:
-    """A float32 as the shortest decimal that reads back to the same float32 (0.93, not 0.9300000071525574)."""
-    return float(str(np.float32(value)))
 
 
 def _json_object(data: memoryview) -> dict[str, Any]:

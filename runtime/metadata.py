@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
+import numpy as np
+
 from .preprocess import DEFAULT_INPUT_SIZE, DEFAULT_RESIZE_FILTER, PreprocessSpec
 
 DEFAULT_LABELS = ("Negative", "Positive")  # class index 0 and 1, the seed's folder names
@@ -33,6 +35,11 @@ FIXED = {
     "embedded_processing": "False", "reverse_input_channels": "True", "resize_type": "standard",
     "interpolation_mode": "LINEAR", "mean_values": "", "scale_values": "",
 }
+
+
+def shortest(value: float) -> float:
+    """A float32 as the shortest decimal that reads back to the same float32 (0.93, not 0.9300000071525574)."""
+    return float(str(np.float32(value)))
 
 
 class ModelLoadError(ValueError):
