@@ -1,8 +1,5 @@
 """ONNX -> OpenVINO IR: the shipped ONNX file converted as it is, its metadata in ``rt_info["model_info"]``.
 
-The ONNX graph already takes uint8 NHWC RGB and scales it, so the IR is converted from that very file and every
-exported model shares one graph; only the input's layout (NHWC) is declared, for tools that read it.
-
 Why ``compress_to_fp16=False`` for FP32: ``openvino.save_model`` compresses weights to f16 *by default*, so
 an IR saved naively is silently an FP16 one. :func:`constant_types` reads the saved XML to prove what it holds.
 """
@@ -33,7 +30,7 @@ def onnx_to_openvino(onnx_path: str | os.PathLike) -> Any:
     except Exception as exc:  # OpenVINO raises RuntimeError/OpConversionFailure with long messages
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"OpenVINO could not convert the ONNX model: {first}") from None
-    ov.layout_helpers.set_layout(model.input(INPUT_NAME), ov.Layout("NHWC"))
+    ov.layout_helpers.set_layout(model.input(INPUT_NAME), ov.Layout("NHWC"))  # for tools that read it
     names = [sorted(o.get_names()) for o in model.outputs]
     if names != [[OUTPUT_SCORES], [OUTPUT_PROBABILITY]]:
         raise ExportError(f"the converted IR has unexpected outputs {names}")
@@ -51,26 +48,13 @@ def save_ir(model: Any, xml_path: Path, strings: Mapping[str, str], compress_to_
     return xml_path
 
 
-def read_model_info(xml_path: str | os.PathLike) -> dict[str, str]:
-    """``rt_info["model_info"]`` of a saved IR as a flat string map."""
-    import openvino as ov
-
-    model = ov.Core().read_model(os.fspath(xml_path))
-    if not model.has_rt_info([RT_INFO_SECTION]):
-        return {}
-    section = model.get_rt_info()[RT_INFO_SECTION]
-    return {key: section[key].astype(str) for key in section.keys()}
-
-
 def _layers(xml_path: str | os.PathLike) -> list[ElementTree.Element]:
     return list(ElementTree.parse(os.fspath(xml_path)).getroot().iter("layer"))
 
 
 def constant_types(xml_path: str | os.PathLike) -> Counter:
-    """Element types of the IR's ``Const`` layers, read from the XML itself.
-
-    An FP32 IR has f32 weights and no f16; an FP16-compressed IR has f16 weights; an INT8 IR has i8/u8 ones.
-    """
+    """Element types of the IR's ``Const`` layers, read from the XML itself: f32 weights and no f16 in an FP32
+    IR, f16 in an FP16-compressed one, i8/u8 in an INT8 one."""
     data = (layer.find("data") for layer in _layers(xml_path) if layer.get("type") == "Const")
     return Counter(d.get("element_type") for d in data if d is not None and d.get("element_type"))
 

@@ -195,14 +195,17 @@ def test_int8_ir_is_quantized(exported):
 
 
 def test_rt_info_round_trips_through_model_info(exported, tiny_run):
-    from emotion.export.onnx_export import read_metadata
-    from emotion.export.openvino_export import read_model_info
+    import onnx
+    import openvino as ov
+
+    from emotion.runtime.metadata import RT_INFO_SECTION
     from emotion.train.model_io import read_info
 
     _, out = exported
     trained = read_info(tiny_run)
     for precision in ("fp32", "fp16", "int8"):
-        strings = read_model_info(_ir(out, precision))
+        section = ov.Core().read_model(_ir(out, precision)).get_rt_info()[RT_INFO_SECTION]
+        strings = {key: section[key].astype(str) for key in section.keys()}
         info = ModelInfo.from_strings(strings)
         assert info.precision == precision
         assert info.threshold == THRESHOLD and info.labels == trained.labels
@@ -212,8 +215,10 @@ def test_rt_info_round_trips_through_model_info(exported, tiny_run):
         assert strings["model_type"] == "Classification" and strings["embedded_processing"] == "False"
         assert strings["reverse_input_channels"] == "True" and strings["scale_values"] == strings["mean_values"] == ""
         assert (strings["orig_height"], strings["orig_width"]) == (str(HEIGHT), str(WIDTH))
-    onnx_info = ModelInfo.from_strings(read_metadata(out / "emotion.onnx"))
+    props = {p.key: p.value for p in onnx.load(out / "emotion.onnx", load_external_data=False).metadata_props}
+    onnx_info = ModelInfo.from_strings({k: v for k, v in props.items() if " " not in k})  # flat keys: ours
     assert onnx_info.precision == "fp32" and onnx_info.threshold == THRESHOLD
+    assert all(props[f"model_info {k}"] == v for k, v in props.items() if " " not in k)  # Model API's keys
 
 
 def test_onnx_contract_uint8_image_dynamic_batch(exported):
