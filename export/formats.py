@@ -17,21 +17,13 @@ from emotion.runtime import EmotionClassifier, ModelInfo, ModelLoadError, resolv
 
 @dataclass(frozen=True)
 class Format:
-    """One way to run the model.
+    """One way to run the model."""
 
-    Args:
-        name: the name users type (``--formats``) and reports show.
-        backend: "keras", "onnxruntime" or "openvino".
-        variant: the exported file's weights: "fp32", "fp16" or "int8".
-        precision: OpenVINO's inference precision hint, "f32" or "bf16".
-        description: one line for reports.
-    """
-
-    name: str
-    backend: str
-    variant: str
-    precision: str
-    description: str
+    name: str  # what users type (``--formats``) and reports show
+    backend: str  # "keras", "onnxruntime" or "openvino"
+    variant: str  # the exported file's weights: "fp32", "fp16" or "int8"
+    precision: str  # OpenVINO's inference precision hint, "f32" or "bf16"
+    description: str  # one line for reports
 
     @property
     def parity_class(self) -> str:
@@ -74,11 +66,8 @@ def parse_formats(names: Sequence[str] | None) -> list[Format]:
 
 
 def exported_file(fmt: Format, export_dir: str | os.PathLike) -> Path:
-    """The file of ``export_dir`` that ``fmt`` runs: the ``.onnx`` for ONNX Runtime, else the variant's ``.xml``.
-
-    Raises:
-        ModelLoadError: the export has no such file.
-    """
+    """The file of ``export_dir`` that ``fmt`` runs (the ``.onnx`` for ONNX Runtime, else the variant's ``.xml``),
+    or :class:`ModelLoadError`."""
     return resolve_model(export_dir, backend=fmt.backend, variant=fmt.variant)
 
 

@@ -65,13 +65,8 @@ class Parity:
 
 def compare(probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray | None, threshold: float,
             tolerance: float = FP32_LIMITS.max_abs_dp) -> Parity:
-    """Compare ``probabilities`` with Keras' ``reference`` on the same images.
-
-    Args:
-        labels: the images' true classes, or None (then no ROC AUC, accuracy or balanced accuracy).
-        threshold: the model's decision threshold.
-        tolerance: how close to the threshold a Keras P must be for a flipped label to count as a tie.
-    """
+    """Compare ``probabilities`` with Keras' ``reference`` on the same images, and with their ``labels`` if known;
+    a flipped label is a tie when Keras' P lies within ``tolerance`` of the ``threshold``."""
     from emotion.train.metrics import classification_metrics
 
     p, ref = np.asarray(probabilities, np.float64).reshape(-1), np.asarray(reference, np.float64).reshape(-1)
@@ -115,12 +110,8 @@ class Check:
 
 def judge(name: str, parity_class: str, parity: Parity | None, limits: Mapping[str, Limits],
           error: str | None = None) -> Check:
-    """The verdict on one format: PASS or FAIL against its class' limits, MEASURED when none apply.
-
-    Args:
-        parity_class: which entry of ``limits`` applies (see :attr:`emotion.export.formats.Format.parity_class`).
-        error: why the format gave no predictions; a failure when limits apply.
-    """
+    """The verdict on one format: PASS or FAIL against the limits of its ``parity_class``, MEASURED when none
+    apply. ``error`` says why the format gave no predictions; a failure when limits apply."""
     bound = limits.get(parity_class)
     if bound is None:
         return Check(name, parity, None, Verdict.MEASURED, [error] if error else [])

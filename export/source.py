@@ -25,8 +25,6 @@ from .common import ExportError
 class Source:
     """A loaded Keras model with its metadata and, when it came from a run, that run's split."""
 
-    model_path: Path
-    run: RunFolder | None
     model: Any  # keras.Model
     info: ModelInfo
     split: Any | None  # emotion.train.data.Split
@@ -54,48 +52,38 @@ def load_source(path: str | os.PathLike) -> Source:
     except ModelFileError as exc:
         raise ExportError(str(exc)) from None
     check_single_sigmoid(model, model_path)
-    split, notes = None, []
-    if run is not None:
-        try:
-            split = run.split()
-        except DataError as exc:
-            notes.append(f"{exc}; the run's split is not used")
-    return Source(model_path, run, model, info, split, notes)
+    try:
+        return Source(model, info, run.split() if run else None, [])
+    except DataError as exc:
+        return Source(model, info, None, [f"{exc}; the run's split is not used"])
 
 
 def _final_activation(model: Any) -> str | None:
     """Name of the activation producing the model's output, or None when it cannot be told."""
     import keras
 
-    history = getattr(model.outputs[0], "_keras_history", None)
-    layer = getattr(history, "operation", None)
-    if isinstance(layer, keras.Model) and len(getattr(layer, "outputs", []) or []) == 1:
+    layer = getattr(getattr(model.outputs[0], "_keras_history", None), "operation", None)
+    if isinstance(layer, keras.Model) and len(layer.outputs or []) == 1:
         return _final_activation(layer)
-    activation = getattr(layer, "activation", None)
-    return getattr(activation, "__name__", None) if activation is not None else None
+    return getattr(getattr(layer, "activation", None), "__name__", None)
 
 
 def check_single_sigmoid(model: Any, where: Path | str = "the model") -> None:
     """Export promises P(Positive) in [0, 1]: one image input (N, H, W, 3) and one sigmoid unit (N, 1)."""
-    inputs = list(getattr(model, "inputs", None) or [])
-    outputs = list(getattr(model, "outputs", None) or [])
-    if len(inputs) != 1 or len(tuple(inputs[0].shape)) != 4 or tuple(inputs[0].shape)[-1] != 3:
+    inputs, outputs = list(model.inputs or []), list(model.outputs or [])
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or tuple(inputs[0].shape)[-1] != 3:
         shapes = ", ".join(str(tuple(i.shape)) for i in inputs) or "none"
         raise ExportError(f"{where}: expected one image input (N, H, W, 3), found {shapes}")
     if len(outputs) != 1 or tuple(outputs[0].shape)[1:] != (1,):
         shapes = ", ".join(str(tuple(o.shape)) for o in outputs) or "none"
-        raise ExportError(
-            f"{where}: output is {shapes}; emotion-export needs one sigmoid unit (N, 1) giving P(Positive)"
-        )
+        raise ExportError(f"{where}: output is {shapes}; emotion-export needs one sigmoid unit (N, 1) giving "
+                          "P(Positive)")
     activation = _final_activation(model)
-    if activation is not None and activation != "sigmoid":
-        raise ExportError(
-            f"{where}: the output unit's activation is {activation!r}; emotion-export needs a sigmoid giving "
-            "P(Positive)"
-        )
+    if activation not in (None, "sigmoid"):
+        raise ExportError(f"{where}: the output unit's activation is {activation!r}; emotion-export needs a sigmoid "
+                          "giving P(Positive)")
     if activation is None:  # a custom last layer: check the range instead of trusting it
-        height, width = int(inputs[0].shape[1]), int(inputs[0].shape[2])
-        probe = np.random.default_rng(0).random((2, height, width, 3), dtype=np.float32)
+        probe = np.random.default_rng(0).random((2, *tuple(inputs[0].shape)[1:3], 3), dtype=np.float32)
         values = np.asarray(model(probe, training=False))
         if not np.all((values >= 0.0) & (values <= 1.0)):
             raise ExportError(f"{where}: the output is not a probability in [0, 1]; a sigmoid unit is needed")
