@@ -1,10 +1,4 @@
-"""``emotion-export``: command-line front end of :func:`emotion.export.pipeline.export_model`.
-
-Exit status: 0 exported and FP32 matches Keras; 1 exported but FP32 parity failed (the report and files are
-written so they can be inspected); 2 nothing exported (bad input, an existing --out without --force, a
-conversion error): one line on stderr and no half-written folder; 130 interrupted (143 on SIGTERM), nothing
-written.
-"""
+"""``emotion-export``: the command line of :func:`emotion.export.pipeline.export_model` (exit status: epilog)."""
 
 from __future__ import annotations
 
@@ -27,22 +21,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(FP32, FP16, INT8) as an OpenVINO Model Server repository, and verify every variant against Keras.",
         epilog="Layout of DIR: <name>/<version>/model.xml|bin (FP32), <name>-fp16/..., <name>-int8/..., "
         "<name>.onnx, export_report.json. Exit status: 0 ok, 1 FP32 parity failed (files written), 2 error, "
-        "130 interrupted.",
+        "130 interrupted (143 on SIGTERM).",
     )
     parser.add_argument("source", metavar="RUN_OR_MODEL", help="training run folder, or a .keras model file")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to create (refused if it exists)")
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
                         metavar="P", help="variants to write: fp32 fp16 int8 (default: all three)")
-    parser.add_argument("--calibration", metavar="DATA",
-                        help="folder of images for INT8 calibration (default: the run's training split)")
+    parser.add_argument("--calibration", metavar="DATA", help="folder of images for INT8 calibration (default: the "
+                        "run's training split)")
     parser.add_argument("--calibration-size", type=int, default=DEFAULT_CALIBRATION_SIZE, metavar="N",
                         help=f"calibration images to use, a deterministic sample (default {DEFAULT_CALIBRATION_SIZE})")
-    parser.add_argument("--data", metavar="DATA",
-                        help="labelled folder (DATA/Negative, DATA/Positive) to verify on "
-                        "(default: the run's validation split)")
-    parser.add_argument("--max-auc-drop", type=float, metavar="X",
-                        help="quantize INT8 with accuracy control: at most this absolute ROC AUC drop on the "
-                        "validation images")
+    parser.add_argument("--data", metavar="DATA", help="labelled folder (DATA/Negative, DATA/Positive) to verify "
+                        "on (default: the run's validation split)")
+    parser.add_argument("--max-auc-drop", type=float, metavar="X", help="quantize INT8 with accuracy control: at "
+                        "most this absolute ROC AUC drop on the validation images")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
                         help=f"ONNX opset, 17 or newer (default {DEFAULT_OPSET})")
     parser.add_argument("--name", help="model name in the repository (default: the model's, 'emotion')")
@@ -53,33 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_native_logs() -> None:
-    """TensorFlow's C++ start-up chatter is noise for a CLI user; keep any level the user chose."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-
-
 @guard(ExportError, prog=PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_native_logs()
-    from .pipeline import check_arguments
-
-    # Cheap checks before TensorFlow is imported: a typo costs a fraction of a second.
-    check_arguments(args.source, args.out, args.precision, args.calibration, args.data, args.max_auc_drop,
-                    args.opset, args.name, args.version, args.force)
-    if args.calibration_size < 1:
-        raise ExportError("--calibration-size must be at least 1")
-    from .pipeline import export_model
+    # TensorFlow's C++ start-up chatter is noise for a CLI user; keep any level the user chose.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    from .pipeline import export_model  # checks every argument before TensorFlow is imported
 
     # Libraries print progress on stdout (NNCF's bars); stdout is for the table or the --json report only.
     with open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stderr) as sink, \
             contextlib.redirect_stdout(sink):
-        report = export_model(
-            args.source, args.out, args.precision, calibration=args.calibration, data=args.data,
-            max_auc_drop=args.max_auc_drop, opset=args.opset, name=args.name, version=args.version,
-            force=args.force, calibration_size=args.calibration_size, progress=not args.quiet,
-        )
+        report = export_model(args.source, args.out, args.precision, calibration=args.calibration, data=args.data,
+                              max_auc_drop=args.max_auc_drop, opset=args.opset, name=args.name,
+                              version=args.version, force=args.force, calibration_size=args.calibration_size,
+                              progress=not args.quiet)
     sys.stdout.write(report.to_json() if args.json else report.table() + "\n")
     if not report.ok:
         print(f"{PROG}: FP32 parity failed: {'; '.join(report.verification.problems)}", file=sys.stderr)

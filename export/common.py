@@ -1,22 +1,15 @@
-"""Names, paths and small helpers shared by the export modules (no heavy imports here)."""
+"""Names, paths and checks shared by the export modules (no heavy imports here)."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-import time
 from pathlib import Path
-from typing import Iterator
-
-from emotion.runtime.locate import REPORT_NAME  # noqa: F401 - the export folder's report, named once
-from emotion.runtime.metadata import ModelInfo
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_OPSET = 17
 MIN_OPSET = 17  # opset 17 is what OpenVINO, ONNX Runtime and tf2onnx 1.17 all handle well
 DEFAULT_CALIBRATION_SIZE = 300  # NNCF's default subset size; enough for per-tensor activation ranges
 IR_XML = "model.xml"
-IR_BIN = "model.bin"
 # OVMS wants numeric version folders; names become folder names and URL parts (KServe /v2/models/<name>).
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -27,10 +20,8 @@ class ExportError(Exception):
 
 def check_name(name: str) -> str:
     if not _NAME_RE.match(name):
-        raise ExportError(
-            f"model name {name!r} must be 1-64 letters, digits, '_', '.' or '-' and start with a letter or digit "
-            "(it becomes a folder name and a URL part)"
-        )
+        raise ExportError(f"model name {name!r} must be 1-64 letters, digits, '_', '.' or '-' and start with a "
+                          "letter or digit (it becomes a folder name and a URL part)")
     return name
 
 
@@ -41,50 +32,7 @@ def check_version(version: str | int) -> str:
     return str(int(text))
 
 
-def check_precisions(precisions: "list[str] | tuple[str, ...]") -> tuple[str, ...]:
-    unknown = [p for p in precisions if p not in PRECISIONS]
-    if unknown:
-        raise ExportError(f"unknown precision {unknown[0]!r}; choose from {', '.join(PRECISIONS)}")
-    if not precisions:
-        raise ExportError(f"give at least one precision ({', '.join(PRECISIONS)})")
-    return tuple(p for p in PRECISIONS if p in precisions)  # canonical order, no duplicates
-
-
-def check_opset(opset: int) -> int:
-    if opset < MIN_OPSET:
-        raise ExportError(f"--opset {opset} is too old; use {MIN_OPSET} or newer")
-    return opset
-
-
-def repository_name(name: str, precision: str) -> str:
-    """``emotion`` for FP32 (the default model a server should load), ``emotion-fp16``, ``emotion-int8``."""
-    return name if precision == "fp32" else f"{name}-{precision}"
-
-
 def ir_path(root: Path, name: str, version: str, precision: str) -> Path:
-    return Path(root) / repository_name(name, precision) / str(version) / IR_XML
-
-
-def onnx_path(root: Path, name: str) -> Path:
-    return Path(root) / f"{name}.onnx"
-
-
-class StepTimer:
-    """Wall-clock seconds per named step, for the report (export time per step)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
-
-
-def metadata_strings(info: ModelInfo, precision: str) -> dict[str, str]:
-    """What goes in ``rt_info["model_info"]`` and the ONNX metadata of one variant: :meth:`ModelInfo.to_strings`
-    with ``precision`` set."""
-    return info.replace(precision=precision).to_strings()
+    """``<name>`` holds FP32 (the model a server should load by default), ``<name>-fp16`` and ``<name>-int8``."""
+    repository = name if precision == "fp32" else f"{name}-{precision}"
+    return Path(root) / repository / str(version) / IR_XML

@@ -23,26 +23,8 @@ from .common import ExportError
 from .data import ImageSet
 
 
-def _batches(images: np.ndarray) -> list[np.ndarray]:
-    return [images[i : i + 1] for i in range(len(images))]
-
-
-def _quiet_nncf() -> None:
-    """NNCF's progress bars stay (they are the progress for this slow step); its INFO chatter goes."""
-    import nncf
-
-    try:
-        nncf.set_log_level(logging.WARNING)
-    except AttributeError:  # older NNCF
-        logging.getLogger("nncf").setLevel(logging.WARNING)
-
-
 def roc_auc(compiled_model: Any, items: Any) -> tuple[float, None]:
-    """NNCF's validation function: ROC AUC of P(Positive) over (image, label) items, on the model NNCF compiled.
-
-    Raises:
-        ValueError: the items hold one class; NNCF then ranks layers by how much they change the outputs.
-    """
+    """NNCF's validation function: ROC AUC of P(Positive) over (image, label) items, on the model NNCF compiled."""
     from emotion.train.metrics import roc_auc as auc
 
     items = list(items)
@@ -72,49 +54,33 @@ def _float_scope(nncf: Any, model: Any) -> Any:
     return nncf.IgnoredScope(names=sorted(names), validate=False)
 
 
-def quantize_int8(
-    model: Any,
-    calibration: ImageSet,
-    validation: ImageSet | None = None,
-    max_auc_drop: float | None = None,
-) -> tuple[Any, dict]:
-    """(quantized ``openvino.Model``, details for the report)."""
+def quantize_int8(model: Any, calibration: ImageSet, validation: ImageSet | None = None,
+                  max_auc_drop: float | None = None) -> tuple[Any, dict]:
+    """(quantized ``openvino.Model``, details for the report).
+
+    Raises:
+        ExportError: NNCF failed, or accuracy control has no labelled validation images of both classes.
+    """
     import nncf
 
-    _quiet_nncf()
-    calibration_data = nncf.Dataset(_batches(calibration.images))
-    details: dict = {
-        "method": "nncf.quantize",
-        "calibration": calibration.summary(),
-        "subset_size": len(calibration),
-        "preset": "performance (symmetric)",
-    }
-    details["calibration"].pop("rejected", None)
-    details["calibration_rejected"] = len(calibration.rejected)
+    nncf.set_log_level(logging.WARNING)  # NNCF's progress bars stay (the progress of this slow step), its INFO goes
+    if max_auc_drop is not None and (validation is None or validation.labels is None
+                                     or len(set(validation.labels.tolist())) < 2):
+        raise ExportError("--max-auc-drop needs labelled validation images of both classes (a run's validation "
+                          "split or --data DATA)")
+    details: dict = {"method": "nncf.quantize",
+                     "calibration": {"source": calibration.description, "images": len(calibration)},
+                     "subset_size": len(calibration), "preset": "performance (symmetric)",
+                     "calibration_rejected": calibration.rejected}
+    calibration_data = nncf.Dataset(list(calibration.images[:, None]))  # batches of one image
+    options = {"subset_size": len(calibration), "ignored_scope": _float_scope(nncf, model)}
     try:
         if max_auc_drop is None:
-            quantized = nncf.quantize(model, calibration_data, subset_size=len(calibration),
-                                      ignored_scope=_float_scope(nncf, model))
-            return quantized, details
-        if validation is None or validation.labels is None or len(set(validation.labels.tolist())) < 2:
-            raise ExportError(
-                "--max-auc-drop needs labelled validation images of both classes (a run's validation split or "
-                "--data DATA)"
-            )
-        items = list(zip(_batches(validation.images), validation.labels.tolist()))
-        validation_data = nncf.Dataset(items, lambda item: item[0])
+            return nncf.quantize(model, calibration_data, **options), details
+        items = list(zip(validation.images[:, None], validation.labels.tolist()))
         quantized = nncf.quantize_with_accuracy_control(
-            model,
-            calibration_data,
-            validation_data,
-            validation_fn=roc_auc,
-            max_drop=float(max_auc_drop),
-            drop_type=nncf.DropType.ABSOLUTE,
-            subset_size=len(calibration),
-            ignored_scope=_float_scope(nncf, model),
-        )
-    except ExportError:
-        raise
+            model, calibration_data, nncf.Dataset(items, lambda item: item[0]), validation_fn=roc_auc,
+            max_drop=float(max_auc_drop), drop_type=nncf.DropType.ABSOLUTE, **options)
     except Exception as exc:  # NNCF's own errors (nncf.ValidationError, InternalError, ...)
         raise ExportError(f"INT8 quantization failed: {type(exc).__name__}: {exc}") from None
     details.update(method="nncf.quantize_with_accuracy_control", max_auc_drop=float(max_auc_drop),

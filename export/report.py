@@ -7,13 +7,10 @@ from dataclasses import dataclass, field
 
 from .verify import Verification
 
-EXIT_OK = 0
-EXIT_PARITY = 1  # exported, but FP32 does not match Keras: the report says how far off
-
 
 @dataclass
 class ExportReport:
-    """What was exported, from what, how fast, and how faithfully (``export_report.json``)."""
+    """What was exported, from what, how fast, and how faithfully; the fields in ``export_report.json``'s order."""
 
     source: str
     source_sha256: str
@@ -23,11 +20,11 @@ class ExportReport:
     version: str
     precisions: list[str]
     opset: int
-    model_info: dict
     files: dict[str, dict] = field(default_factory=dict)  # variant -> {path, bytes, ...}
-    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds
+    timings_seconds: dict[str, float] = field(default_factory=dict)  # step -> seconds
     quantization: dict | None = None
     verification: Verification | None = None
+    model_info: dict = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -37,30 +34,14 @@ class ExportReport:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_OK if self.ok else EXIT_PARITY
+        return 0 if self.ok else 1  # 1: exported, but FP32 does not match Keras; the report says how far off
 
     def to_dict(self) -> dict:
-        return {
-            "ok": self.ok,
-            "source": self.source,
-            "source_sha256": self.source_sha256,
-            "run_dir": self.run_dir,
-            "out_dir": self.out_dir,
-            "name": self.name,
-            "version": self.version,
-            "precisions": list(self.precisions),
-            "opset": self.opset,
-            "files": self.files,
-            "timings_seconds": self.timings,
-            "quantization": self.quantization,
-            "verification": self.verification.to_dict() if self.verification else None,
-            "model_info": self.model_info,
-            "versions": self.versions,
-            "notes": list(self.notes),
-        }
+        verification = self.verification.to_dict() if self.verification else None
+        return {"ok": self.ok, **vars(self), "verification": verification}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str) + "\n"
+        return json.dumps(self.to_dict(), indent=2, default=str) + "\n"
 
     def table(self) -> str:
         """The human summary: the parity table, then sizes and times."""
@@ -71,11 +52,10 @@ class ExportReport:
                       v.table(), ""]
             lines += [f"note: {note}" for note in v.notes]
             lines.append("FP32 parity: OK" if v.parity_ok else "FP32 parity: FAILED: " + "; ".join(v.problems))
-        sizes = ", ".join(f"{k} {f['bytes'] / 1e6:.2f} MB" for k, f in self.files.items())
-        if sizes:
-            lines.append(f"Sizes: {sizes}")
-        if self.timings:
-            lines.append("Times: " + ", ".join(f"{k} {s:.1f}s" for k, s in self.timings.items()))
+        if self.files:
+            lines.append("Sizes: " + ", ".join(f"{k} {f['bytes'] / 1e6:.2f} MB" for k, f in self.files.items()))
+        if self.timings_seconds:
+            lines.append("Times: " + ", ".join(f"{k} {s:.1f}s" for k, s in self.timings_seconds.items()))
         lines += [f"note: {note}" for note in self.notes]
         lines.append(f"Wrote {self.out_dir}")
         return "\n".join(lines)
