@@ -1,13 +1,11 @@
 """The KServe v2 inference protocol (REST) as OpenVINO Model Server and Triton speak it, in numpy only.
 
-The one input is ``image``: ``UINT8 [N, H, W, 3]``, images already decoded and resized as
-:func:`emotion.runtime.preprocess.preprocess` makes them, or ``BYTES [N]``, encoded image files that the server
-decodes with that same preprocessing. Both come as JSON (``data`` flat or nested; files as base64 strings or
-``{"b64": ...}``) or with the binary tensor extension: a JSON header of ``Inference-Header-Content-Length``
-bytes, then the raw tensor (BYTES elements each after its 4-byte little-endian length; one image may come bare,
-as OpenVINO Model Server allows). The outputs are ``scores`` ``FP32 [N, 2]`` and ``probability`` ``FP32 [N, 1]``,
-each in JSON or binary, with Triton's classification extension on ``scores``. A malformed request raises
-``ValueError`` with a one-line reason (HTTP 400).
+The one input, ``image``, is ``UINT8 [N, H, W, 3]`` (decoded and resized by the model's preprocessing) or
+``BYTES [N]`` (encoded image files, which the server preprocesses), as JSON (``data`` flat or nested; files as
+base64 or ``{"b64": ...}``) or with the binary tensor extension (BYTES elements each after a 4-byte little-endian
+length; one image may come bare, as OpenVINO Model Server allows). The outputs, ``scores`` ``FP32 [N, 2]`` and
+``probability`` ``FP32 [N, 1]``, come as JSON or binary, with Triton's classification extension on ``scores``.
+A malformed request raises ``ValueError`` with a one-line reason (HTTP 400).
 """
 
 from __future__ import annotations
@@ -60,12 +58,9 @@ def model_metadata(info: ModelInfo) -> dict[str, Any]:
 def parse_request(body: bytearray, header_length: str | None, info: ModelInfo) -> InferRequest:
     """Parse ``POST .../infer``; ``header_length`` is the ``Inference-Header-Content-Length`` header or None
     (0: the whole body is one encoded image file, as OpenVINO Model Server allows)."""
-    try:
-        size = len(body) if header_length is None else int(header_length)
-    except ValueError:
-        raise ValueError(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+    size = len(body) if header_length is None else int(header_length) if header_length.isdecimal() else -1
     if not 0 <= size <= len(body):
-        raise ValueError(f"{HEADER_LENGTH} is {size}, but the body has {len(body)} bytes")
+        raise ValueError(f"{HEADER_LENGTH} is {header_length}, but the body has {len(body)} bytes")
     if size == 0 and header_length is not None:
         return InferRequest(None, _outputs(None, False), [bytes(body)])
     request, binary = _json_object(memoryview(body)[:size]), memoryview(body)[size:]

@@ -122,9 +122,8 @@ async def predict(request: Request, data: list[UploadFile] | None = File(None, d
     elif kind.startswith(("image/", "application/octet-stream")):
         names, contents = [None], [await request.body()]
     else:
-        sent = ""
-        if "multipart/" in kind:
-            sent = f" (multipart fields sent: {', '.join((await request.form()).keys()) or 'none'})"
+        sent = (f" (multipart fields sent: {', '.join((await request.form()).keys()) or 'none'})"
+                if "multipart/" in kind else "")
         raise HTTPException(400, "send the image as multipart/form-data in the field 'data' (curl -F data=@photo.jpg), "
                                  f"or as the raw body with Content-Type image/*{sent}")
     predictions, info = await server.classify(contents), server.info

@@ -54,6 +54,10 @@ def test_malformed_requests_raise_one_line_errors():
         _parse({"inputs": [{"name": "image"}, {"name": "other"}]})
     with pytest.raises(ValueError, match="Inference-Header-Content-Length is 99"):
         parse_request(bytearray(b"{}"), "99", INFO)
+    with pytest.raises(ValueError, match="Inference-Header-Content-Length is -1, but the body has 2 bytes"):
+        parse_request(bytearray(b"{}"), "-1", INFO)
+    with pytest.raises(ValueError, match="Inference-Header-Content-Length is abc"):
+        parse_request(bytearray(b"{}"), "abc", INFO)
     with pytest.raises(ValueError, match="on the 'scores' output only"):
         _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["AA=="]}],
                 "outputs": [{"name": "probability", "parameters": {"classification": 1}}]})
