@@ -2,10 +2,11 @@
 
 The one input, ``image``, is ``UINT8 [N, H, W, 3]`` (decoded and resized by the model's preprocessing) or
 ``BYTES [N]`` (encoded image files, which the server preprocesses), as JSON (``data`` flat or nested; files as
-base64 or ``{"b64": ...}``) or with the binary tensor extension (BYTES elements each after a 4-byte little-endian
-length; one image may come bare, as OpenVINO Model Server allows). The outputs, ``scores`` ``FP32 [N, 2]`` and
-``probability`` ``FP32 [N, 1]``, come as JSON or binary, with Triton's classification extension on ``scores``.
-A malformed request raises ``ValueError`` with a one-line reason (HTTP 400).
+base64 or ``{"b64": ...}``) or with the binary tensor extension: ``Inference-Header-Content-Length`` bytes of
+JSON, then the raw tensor (BYTES elements each after a 4-byte little-endian length; one image may come bare, as
+OpenVINO Model Server allows). The outputs, ``scores`` ``FP32 [N, 2]`` and ``probability`` ``FP32 [N, 1]``, come
+as JSON or binary, with Triton's classification extension on ``scores``. A malformed request raises
+``ValueError`` with a one-line reason (HTTP 400).
 """
 
 from __future__ import annotations

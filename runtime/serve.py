@@ -32,11 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
                         help="seconds to answer once the body is in; then 504 (default: 30)")
     parser.add_argument("--max-batch", type=positive_int, default=64, metavar="N",
-                        help="images in one request (files in /predict, N of a KServe tensor); more get 413 "
-                             "(default: 64)")
+                        help="images in one request (/predict files, a KServe tensor's N); more get 413 (default: 64)")
     parser.add_argument("--max-request-megapixels", type=positive_float, default=64.0, metavar="MP",
-                        help="pixels one request may ask to decode, from the images' headers; more get 413 "
-                             "(default: 64)")
+                        help="pixels one request may decode (from the images' headers); more get 413 (default: 64)")
     parser.add_argument("--max-megapixels", type=positive_float, default=256.0, metavar="MP",
                         help="pixels of work the server takes on at once; past it requests get 503 (default: 256)")
     parser.add_argument("--model-name", metavar="NAME",
