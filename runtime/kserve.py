@@ -1,23 +1,21 @@
 """The KServe v2 inference protocol (REST) as OpenVINO Model Server and Triton speak it, in numpy only.
 
-The one input is ``image``: ``UINT8 [N, H, W, 3]``, images already decoded and resized as
-:func:`emotion.runtime.preprocess.preprocess` makes them, or ``BYTES [N]``, encoded image files that the server
-decodes with that same preprocessing. Both come as JSON (``data`` flat or nested; files as base64 strings or
-``{"b64": ...}``) or with the binary tensor extension: a JSON header of ``Inference-Header-Content-Length``
-bytes, then the raw tensor (BYTES elements each after its 4-byte little-endian length; one image may come bare,
-as OpenVINO Model Server allows). The outputs are ``scores`` ``FP32 [N, 2]`` and ``probability`` ``FP32 [N, 1]``,
-each in JSON or binary, with Triton's classification extension on ``scores``. A malformed request raises
+The one input, ``image``, is ``UINT8 [N, H, W, 3]`` (decoded and resized by the model's preprocessing) or
+``BYTES [N]`` (encoded image files, which the server preprocesses), as JSON (``data`` flat or nested; files as
+base64 or ``{"b64": ...}``) or with the binary tensor extension: ``Inference-Header-Content-Length`` bytes of
+JSON, then the raw tensor (BYTES elements each after a 4-byte little-endian length; one image may come bare, as
+OpenVINO Model Server allows). The outputs, ``scores`` ``FP32 [N, 2]`` and ``probability`` ``FP32 [N, 1]``, come
+as JSON or binary, with Triton's classification extension on ``scores``. A malformed request raises
 ``ValueError`` with a one-line reason (HTTP 400).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +24,7 @@ from .metadata import INPUT_NAME, OUTPUT_PROBABILITY, OUTPUT_SCORES, ModelInfo, 
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 OUTPUTS = (OUTPUT_SCORES, OUTPUT_PROBABILITY)  # scores first: OpenVINO Model API reads the first output
+URL_SAFE = str.maketrans("-_", "+/")  # base64's URL-safe alphabet to the standard one
 
 
 @dataclass(frozen=True)
@@ -35,53 +34,36 @@ class Output:
     classes: int = 0  # Triton's classification extension: the k best "score:index:label" strings
 
 
-@dataclass
+@dataclass(frozen=True)
 class InferRequest:
-    """A parsed request: ``pixels`` (UINT8, N x H x W x 3) or ``files`` (BYTES, N encoded images)."""
+    """A parsed request; its ``images`` are N uint8 arrays (UINT8 input) or N encoded files (BYTES input)."""
 
     id: str | None
     outputs: list[Output]
-    pixels: np.ndarray | None = None
-    files: list[bytes] = field(default_factory=list)
-
-    @property
-    def count(self) -> int:
-        return len(self.pixels) if self.pixels is not None else len(self.files)
-
-
-def server_metadata(version: str) -> dict[str, Any]:
-    return {"name": "emotion-serve", "version": version, "extensions": ["binary_tensor_data", "classification"]}
+    images: list[Any]
 
 
 def model_metadata(info: ModelInfo) -> dict[str, Any]:
-    """``GET /v2/models/{name}``: KServe's fields, and ``rt_info`` as OpenVINO Model Server reports it.
-
-    Like OpenVINO Model Server, it lists the tensor input; that the same input takes encoded files too is said
-    in ``encoded_inputs``, which clients that do not know it ignore.
-    """
+    """``GET /v2/models/{name}``: KServe's fields, and ``rt_info`` as OpenVINO Model Server reports it (what
+    Model API's OVMSAdapter reads). Like OVMS it lists the tensor input; ``encoded_inputs`` adds the files."""
     return {
         "name": info.name, "versions": [info.version], "platform": "openvino",
         "inputs": [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, info.input_height, info.input_width, 3]}],
         "outputs": [{"name": OUTPUT_SCORES, "datatype": "FP32", "shape": [-1, 2]},
                     {"name": OUTPUT_PROBABILITY, "datatype": "FP32", "shape": [-1, 1]}],
         "encoded_inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
-        "rt_info": {"model_info": info.to_strings()},  # what Model API's OVMSAdapter reads
+        "rt_info": {"model_info": info.to_strings()},
     }
 
 
 def parse_request(body: bytearray, header_length: str | None, info: ModelInfo) -> InferRequest:
-    """Parse ``POST .../infer``; ``header_length`` is the ``Inference-Header-Content-Length`` header or None.
-
-    With a header length of 0 the whole body is one encoded image file, as OpenVINO Model Server allows.
-    """
-    try:
-        size = len(body) if header_length is None else int(header_length)
-    except ValueError:
-        raise ValueError(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+    """Parse ``POST .../infer``; ``header_length`` is the ``Inference-Header-Content-Length`` header or None
+    (0: the whole body is one encoded image file, as OpenVINO Model Server allows)."""
+    size = len(body) if header_length is None else int(header_length) if header_length.isdecimal() else -1
     if not 0 <= size <= len(body):
-        raise ValueError(f"{HEADER_LENGTH} is {size}, but the body has {len(body)} bytes")
+        raise ValueError(f"{HEADER_LENGTH} is {header_length}, but the body has {len(body)} bytes")
     if size == 0 and header_length is not None:
-        return InferRequest(None, _outputs(None, False), files=[bytes(body)])
+        return InferRequest(None, _outputs(None, False), [bytes(body)])
     request, binary = _json_object(memoryview(body)[:size]), memoryview(body)[size:]
     if not isinstance(request.get("id", ""), str):
         raise ValueError("'id' must be a string")
@@ -90,21 +72,22 @@ def parse_request(body: bytearray, header_length: str | None, info: ModelInfo) -
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise ValueError(f"the request has {len(inputs) if isinstance(inputs, list) and inputs else 'no'} 'inputs'; "
                          f"send one input named {INPUT_NAME!r}")
-    tensor = inputs[0]
+    tensor, shape = inputs[0], inputs[0].get("shape")
     if tensor.get("name") != INPUT_NAME:
         raise ValueError(f"unknown input {tensor.get('name')!r}; this model's input is {INPUT_NAME!r}")
-    shape = tensor.get("shape")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise ValueError(f"input {INPUT_NAME!r}: 'shape' must be a list of non-negative integers")
     raw = _binary_part(tensor, binary)
     if tensor.get("datatype") == "UINT8":
-        return InferRequest(request.get("id"), outputs, pixels=_pixels(shape, tensor.get("data"), raw, info))
-    if tensor.get("datatype") == "BYTES":
+        images = list(_pixels(shape, tensor.get("data"), raw, info))
+    elif tensor.get("datatype") == "BYTES":
         count = math.prod(shape)
-        files = _split_bytes(raw, count) if raw is not None else _base64_files(tensor.get("data"), count)
-        return InferRequest(request.get("id"), outputs, files=files)
-    raise ValueError(f"input {INPUT_NAME!r}: datatype {tensor.get('datatype')!r} is not accepted; send UINT8 [N, "
-                     f"{info.input_height}, {info.input_width}, 3] (decoded, resized RGB) or BYTES [N] (image files)")
+        images = _split_bytes(raw, count) if raw is not None else _base64_files(tensor.get("data"), count)
+    else:
+        raise ValueError(f"input {INPUT_NAME!r}: datatype {tensor.get('datatype')!r} is not accepted; send UINT8 "
+                         f"[N, {info.input_height}, {info.input_width}, 3] (decoded, resized RGB) or BYTES [N] "
+                         "(image files)")
+    return InferRequest(request.get("id"), outputs, images)
 
 
 def encode_response(request: InferRequest, probabilities: np.ndarray, info: ModelInfo) -> tuple[bytes, int | None]:
@@ -177,12 +160,10 @@ def _outputs(asked: Any, binary: bool) -> list[Output]:
 def _binary_part(tensor: dict[str, Any], binary: memoryview) -> memoryview | None:
     """The input's raw bytes from the binary extension, or None when its ``data`` is in the JSON."""
     size = _parameters(tensor).get("binary_data_size")
-    if size is None and "data" in tensor:
-        if len(binary):
-            raise ValueError(f"{len(binary)} unexpected bytes of binary data after the JSON")
-        return None
     if "data" in tensor:
-        raise ValueError(f"input {INPUT_NAME!r} has both 'data' and binary data")
+        if size is not None or len(binary):
+            raise ValueError(f"input {INPUT_NAME!r} has both 'data' and binary data ({len(binary)} bytes)")
+        return None
     if size is not None and (type(size) is not int or size != len(binary)):
         raise ValueError(f"input {INPUT_NAME!r}: binary_data_size is {size}, but {len(binary)} bytes follow the JSON")
     if not len(binary):
@@ -196,18 +177,13 @@ def _pixels(shape: list[int], data: Any, raw: memoryview | None, info: ModelInfo
         raise ValueError(f"input {INPUT_NAME!r}: UINT8 shape {shape} does not match the model's [N, "
                          f"{', '.join(map(str, expected))}] (resize with the model's preprocessing, "
                          "or send files as BYTES)")
-    size = math.prod(shape)
-    if raw is not None:
-        if len(raw) != size:
-            raise ValueError(f"input {INPUT_NAME!r}: {len(raw)} bytes of binary data for UINT8 {shape}, "
-                             f"which needs {size}")
-        return np.frombuffer(raw, np.uint8).reshape(shape)  # a view of the body, not a copy
-    values = _flat(data)
-    if len(values) != size:
-        raise ValueError(f"input {INPUT_NAME!r}: {len(values)} values for UINT8 {shape}, which needs {size}")
-    if size and (values.dtype.kind not in "iu" or values.min() < 0 or values.max() > 255):
+    values = _flat(data) if raw is None else np.frombuffer(raw, np.uint8)  # binary: a view of the body, no copy
+    if len(values) != math.prod(shape):
+        raise ValueError(f"input {INPUT_NAME!r}: {len(values)} {'values' if raw is None else 'bytes of binary data'} "
+                         f"for UINT8 {shape}, which needs {math.prod(shape)}")
+    if raw is None and len(values) and (values.dtype.kind not in "iu" or values.min() < 0 or values.max() > 255):
         raise ValueError(f"input {INPUT_NAME!r}: UINT8 data must be integers 0-255")
-    return values.astype(np.uint8).reshape(shape)
+    return values.astype(np.uint8, copy=False).reshape(shape)
 
 
 def _flat(data: Any, dtype: Any = None) -> np.ndarray:
@@ -237,17 +213,15 @@ def _split_bytes(raw: memoryview, count: int) -> list[bytes]:
 
 
 def _base64_files(data: Any, count: int) -> list[bytes]:
-    items = _flat(data, object)
+    """BYTES in JSON: base64 strings (standard or URL-safe, padded or not) or ``{"b64": ...}`` objects."""
+    items, files = _flat(data, object), []
     if len(items) != count:
         raise ValueError(f"input {INPUT_NAME!r}: {len(items)} BYTES elements for a shape of {count}")
-    files = []
     for index, item in enumerate(items):
-        text = item.get("b64") if isinstance(item, dict) else item
         try:
-            text = text.strip() + "=" * (-len(text.strip()) % 4)
-            files.append(base64.urlsafe_b64decode(text) if "-" in text or "_" in text
-                         else base64.b64decode(text, validate=True))
-        except (AttributeError, TypeError, binascii.Error, ValueError):
+            text = (item.get("b64") if isinstance(item, dict) else item).strip().translate(URL_SAFE)
+            files.append(base64.b64decode(text + "=" * (-len(text) % 4), validate=True))
+        except (AttributeError, ValueError):  # binascii.Error is a ValueError
             raise ValueError(f"input {INPUT_NAME!r}: BYTES element {index} is not base64 (in JSON, image files travel "
                              "base64-encoded; raw bytes need the binary extension)") from None
     return files

@@ -18,6 +18,7 @@ PROG = "emotion-serve"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's options, which are also the server's settings (:func:`emotion.runtime.server.create_app`)."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="Serve an exported emotion-edge model: POST /predict and the KServe v2 REST API.",
         epilog="Exit status: 0 stopped normally (Ctrl-C, SIGTERM), 2 usage, model or address error.")
@@ -31,11 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
                         help="seconds to answer once the body is in; then 504 (default: 30)")
     parser.add_argument("--max-batch", type=positive_int, default=64, metavar="N",
-                        help="images in one request (files in /predict, N of a KServe tensor); more get 413 "
-                             "(default: 64)")
+                        help="images in one request (/predict files, a KServe tensor's N); more get 413 (default: 64)")
     parser.add_argument("--max-request-megapixels", type=positive_float, default=64.0, metavar="MP",
-                        help="pixels one request may ask to decode, from the images' headers; more get 413 "
-                             "(default: 64)")
+                        help="pixels one request may decode (from the images' headers); more get 413 (default: 64)")
     parser.add_argument("--max-megapixels", type=positive_float, default=256.0, metavar="MP",
                         help="pixels of work the server takes on at once; past it requests get 503 (default: 256)")
     parser.add_argument("--model-name", metavar="NAME",
@@ -59,20 +58,16 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-@guard(prog="emotion-serve")
+@guard(prog=PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         import uvicorn
 
-        from .server import ServeSettings, create_app
+        from .server import create_app
     except ImportError as exc:
         raise UsageError(f"{exc.name} is missing: install the serve extra "
                          "(pip install 'emotion-edge[serve]')") from None
-    settings = ServeSettings(
-        max_upload_bytes=int(args.max_upload_mb * 2**20), read_timeout=args.read_timeout, timeout=args.timeout,
-        max_batch=args.max_batch, max_request_pixels=int(args.max_request_megapixels * 1e6),
-        max_pixels=int(max(args.max_megapixels, args.max_request_megapixels) * 1e6), model_name=args.model_name)
     with load_classifier(args) as classifier:
         try:
             sock = listen(args.host, args.port)
@@ -84,11 +79,10 @@ def main(argv: list[str] | None = None) -> int:
               f"/v2/models/{args.model_name or model['name']}/infer)", file=sys.stderr, flush=True)
         # uvicorn handles SIGINT and SIGTERM: it drains requests in progress, the lifespan closes the model, and
         # then it raises the signal again, which is how this command stops normally.
-        with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.Server(uvicorn.Config(create_app(classifier, settings), log_level=args.log_level,
+        with sock, contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(uvicorn.Config(create_app(classifier, args), log_level=args.log_level,
                                           access_log=not args.no_access_log, timeout_keep_alive=5,
                                           timeout_graceful_shutdown=int(args.timeout) + 5)).run(sockets=[sock])
-        sock.close()
     return EXIT_OK
 
 

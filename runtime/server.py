@@ -1,21 +1,20 @@
 """The HTTP application of ``emotion-serve`` (FastAPI): the seed's ``/predict`` and the KServe v2 REST API.
 
-Every error is ``{"error": "one line"}``. A request's body is read first, within ``max_upload_bytes`` (413) and
-``read_timeout`` (408), so a slow client holds a connection, never capacity. Work is then admitted by the one
-measure of what it costs, the pixels to decode and classify (read from the images' headers): over
-``max_request_pixels`` a request gets 413, and when the server already holds ``max_pixels`` of work it gets 503
-with ``Retry-After``. The classifier's worker threads decode and infer (``EmotionClassifier.submit``), so the
-event loop never waits; a request not answered within ``timeout`` gets 504 and its queued images are dropped.
+Every error is ``{"error": "one line"}``. A body is read whole first, within ``--max-upload-mb`` (413) and
+``--read-timeout`` (408), so a slow client holds a connection, never capacity. Work is then admitted by what it
+costs, the pixels to decode (from the images' headers): over ``--max-request-megapixels`` 413, and past
+``--max-megapixels`` held by the server 503 with ``Retry-After``. The classifier's worker threads decode and
+infer, so the event loop never waits; a request not answered within ``--timeout`` gets 504.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Iterator
+from importlib.metadata import version
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Request, UploadFile
@@ -28,79 +27,58 @@ from . import kserve
 from .classifier import EmotionClassifier, Prediction
 from .console import attempt, one_line
 from .preprocess import ImageDecodeError, open_image
+from .serve import build_parser
 
 log = logging.getLogger("emotion.serve")
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """The server's limits (``emotion-serve --help`` says each one's option)."""
-
-    max_upload_bytes: int = 20 * 2**20
-    read_timeout: float = 30.0
-    timeout: float = 30.0
-    max_batch: int = 64
-    max_request_pixels: int = 64_000_000
-    max_pixels: int = 256_000_000
-    model_name: str | None = None
 
 
 class Error(BaseModel):
     error: str
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Error, "description": text} for status, text in (
-        (400, "not an image, or a malformed request"), (404, "unknown model or version"),
-        (408, "the body did not arrive within --read-timeout"),
-        (413, "body over --max-upload-mb, over --max-batch images or over --max-request-megapixels"),
-        (503, "busy (Retry-After) or shutting down"), (504, "no answer within --timeout"),
-        ("default", "internal error"))
-}
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": Error, "description": text} for status, text in {
+    400: "not an image, or a malformed request", 404: "unknown model or version",
+    408: "the body did not arrive within --read-timeout",
+    413: "body over --max-upload-mb, over --max-batch images or over --max-request-megapixels",
+    503: "busy (Retry-After) or shutting down", 504: "no answer within --timeout",
+    "default": "internal error",  # and FastAPI no longer lists a 422 (never sent: see create_app)
+}.items()}
 
 
 class Server:
-    """What the routes share: the classifier, the limits and the pixels admitted."""
+    """What the routes share: the classifier, the options and the pixels of work admitted."""
 
-    def __init__(self, classifier: EmotionClassifier, settings: ServeSettings) -> None:
-        self.classifier, self.settings = classifier, settings
-        self.info = classifier.info.replace(name=settings.model_name or classifier.info.name)
+    def __init__(self, classifier: EmotionClassifier, options: argparse.Namespace) -> None:
+        self.classifier, self.options = classifier, options
+        self.info = classifier.info.replace(name=options.model_name or classifier.info.name)
         self.pixels = 0  # admitted and not yet answered; touched on the event loop only
         self.ready = False
 
-    @contextlib.contextmanager
-    def admit(self, pixels: int) -> Iterator[None]:
-        """Hold ``pixels`` of the server's work while the block runs; 413 or 503 when they do not fit."""
-        settings = self.settings
-        if pixels > settings.max_request_pixels:
-            raise HTTPException(413, f"the images hold {pixels / 1e6:.1f} Mpx; this server takes at most "
-                                     f"{settings.max_request_pixels / 1e6:g} Mpx in one request "
-                                     "(--max-request-megapixels)")
-        if not self.ready or self.pixels + pixels > settings.max_pixels:
-            raise HTTPException(503, "server busy; retry shortly" if self.ready else "the server is shutting down",
-                                headers={"Retry-After": "1"})
-        self.pixels += pixels
-        try:
-            yield
-        finally:
-            self.pixels -= pixels
-
     async def classify(self, sources: list[Any]) -> list[Prediction]:
         """Predictions for encoded files or preprocessed arrays, in order; a bad file gets its ``error``."""
-        if len(sources) > self.settings.max_batch:
+        options = self.options
+        if len(sources) > options.max_batch:
             raise HTTPException(413, f"{len(sources)} images in one request; this server takes at most "
-                                     f"{self.settings.max_batch} (--max-batch)")
+                                     f"{options.max_batch} (--max-batch)")
         # Headers only, here: decoding is the workers' job, and what it will cost decides admission.
         opened = [(source, None) if isinstance(source, np.ndarray) else
                   attempt(lambda s: open_image(s, self.classifier.spec), source) for source in sources]
-        with self.admit(sum(x.shape[0] * x.shape[1] if isinstance(x, np.ndarray) else x.width * x.height
-                            for x, error in opened if error is None)):
-            try:
-                answers = asyncio.gather(*(self._infer(*item) for item in opened))
-                return await asyncio.wait_for(answers, self.settings.timeout)
-            except asyncio.TimeoutError:
-                raise HTTPException(504, f"no answer within {self.settings.timeout:g} s (--timeout); the request "
-                                         "was cancelled") from None
+        pixels = sum(x.shape[0] * x.shape[1] if isinstance(x, np.ndarray) else x.width * x.height
+                     for x, error in opened if error is None)
+        if pixels > (limit := options.max_request_megapixels) * 1e6:
+            raise HTTPException(413, f"the images hold {pixels / 1e6:.1f} Mpx; this server takes at most {limit:g} Mpx "
+                                     "in one request (--max-request-megapixels)")
+        if not self.ready or self.pixels + pixels > max(options.max_megapixels, limit) * 1e6:
+            raise self.unavailable()
+        self.pixels += pixels
+        try:
+            answers = asyncio.gather(*(self._infer(*item) for item in opened))
+            return await asyncio.wait_for(answers, options.timeout)
+        except asyncio.TimeoutError:
+            raise HTTPException(504, f"no answer within {options.timeout:g} s (--timeout); the request was "
+                                     "cancelled") from None
+        finally:
+            self.pixels -= pixels
 
     async def _infer(self, image: Any, error: str | None) -> Prediction:
         if error is None:
@@ -108,19 +86,26 @@ class Server:
                 return await asyncio.wrap_future(self.classifier.submit(image))
             except (RuntimeError, ImageDecodeError) as exc:
                 if not self.ready:  # the model was closed under this request
-                    raise HTTPException(503, "the server is shutting down", headers={"Retry-After": "1"}) from None
+                    raise self.unavailable() from None
                 error = one_line(exc)
         return Prediction(None, None, None, error)
 
-    def check_model(self, name: str, model_version: str | None = None) -> None:
-        if name != self.info.name:
-            raise HTTPException(404, f"unknown model {name!r}; this server serves {self.info.name!r}")
-        if model_version not in (None, self.info.version):
-            raise HTTPException(404, f"model {name!r} has no version {model_version!r} (only {self.info.version!r})")
+    def unavailable(self) -> HTTPException:
+        return HTTPException(503, "server busy; retry shortly" if self.ready else "the server is shutting down",
+                             headers={"Retry-After": "1"})
 
 
 def _server(request: Request) -> Server:
     return request.app.state.server
+
+
+def _model(name: str, model_version: str | None = None, server: Server = Depends(_server)) -> Server:
+    """The server, when the route's ``name`` and ``model_version`` are its model's; else 404."""
+    if name != server.info.name:
+        raise HTTPException(404, f"unknown model {name!r}; this server serves {server.info.name!r}")
+    if model_version not in (None, server.info.version):
+        raise HTTPException(404, f"model {name!r} has no version {model_version!r} (only {server.info.version!r})")
+    return server
 
 
 predict_router = APIRouter(responses=ERRORS)
@@ -137,13 +122,11 @@ async def predict(request: Request, data: list[UploadFile] | None = File(None, d
     elif kind.startswith(("image/", "application/octet-stream")):
         names, contents = [None], [await request.body()]
     else:
-        sent = ""
-        if "multipart/" in kind:
-            sent = f" (multipart fields sent: {', '.join((await request.form()).keys()) or 'none'})"
+        sent = (f" (multipart fields sent: {', '.join((await request.form()).keys()) or 'none'})"
+                if "multipart/" in kind else "")
         raise HTTPException(400, "send the image as multipart/form-data in the field 'data' (curl -F data=@photo.jpg), "
                                  f"or as the raw body with Content-Type image/*{sent}")
-    predictions = await server.classify(contents)
-    info = server.info
+    predictions, info = await server.classify(contents), server.info
     shared = {"threshold": info.threshold, "labels": list(info.labels),
               "model": {"name": info.name, "version": info.version}}
     results = [{"filename": name, **{k: v for k, v in p.to_dict().items() if k != "path"}}
@@ -169,38 +152,33 @@ async def ready(server: Server = Depends(_server)) -> JSONResponse:
 
 
 @kserve_router.get("")
-async def server_metadata() -> dict[str, Any]:
-    return kserve.server_metadata(_version())
+async def server_metadata(request: Request) -> dict[str, Any]:
+    return {"name": "emotion-serve", "version": request.app.version,
+            "extensions": ["binary_tensor_data", "classification"]}
 
 
 @kserve_router.get("/models/{name}")
 @kserve_router.get("/models/{name}/versions/{model_version}")
-async def model_metadata(name: str, model_version: str | None = None,
-                         server: Server = Depends(_server)) -> dict[str, Any]:
-    server.check_model(name, model_version)
+async def model_metadata(server: Server = Depends(_model)) -> dict[str, Any]:
     return kserve.model_metadata(server.info)
 
 
 @kserve_router.get("/models/{name}/ready")
 @kserve_router.get("/models/{name}/versions/{model_version}/ready")
-async def model_ready(name: str, model_version: str | None = None, server: Server = Depends(_server)) -> JSONResponse:
-    server.check_model(name, model_version)
+async def model_ready(name: str, server: Server = Depends(_model)) -> JSONResponse:
     return JSONResponse({"name": name, "ready": server.ready}, status_code=200 if server.ready else 503)
 
 
 @kserve_router.post("/models/{name}/infer")
 @kserve_router.post("/models/{name}/versions/{model_version}/infer")
-async def infer(request: Request, name: str, model_version: str | None = None,
-                server: Server = Depends(_server)) -> Response:
+async def infer(request: Request, server: Server = Depends(_model)) -> Response:
     """KServe v2 inference: UINT8 [N, H, W, 3] tensors or BYTES [N] image files, JSON or binary."""
-    server.check_model(name, model_version)
-    body = await request.body()
+    body, header_length = await request.body(), request.headers.get(kserve.HEADER_LENGTH)
     try:
-        header_length = request.headers.get(kserve.HEADER_LENGTH)
         parsed = await asyncio.to_thread(kserve.parse_request, body, header_length, server.info)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    predictions = await server.classify(list(parsed.pixels) if parsed.pixels is not None else parsed.files)
+    predictions = await server.classify(parsed.images)
     for index, p in enumerate(predictions):
         if p.error:
             raise HTTPException(400, f"input 'image' element {index}: {p.error}")
@@ -211,9 +189,10 @@ async def infer(request: Request, name: str, model_version: str | None = None,
     return Response(content, media_type="application/octet-stream", headers={kserve.HEADER_LENGTH: str(header)})
 
 
-def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSettings()) -> FastAPI:
-    """The ASGI application serving ``classifier``; it closes the classifier when it shuts down."""
-    server = Server(classifier, settings)
+def create_app(classifier: EmotionClassifier, options: argparse.Namespace | None = None) -> FastAPI:
+    """The ASGI application serving ``classifier`` under ``emotion-serve``'s ``options`` (default: its defaults);
+    it closes the classifier when it shuts down."""
+    server = Server(classifier, options or build_parser().parse_args([]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -222,12 +201,12 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
         server.ready = False
         await asyncio.to_thread(classifier.close)
 
-    app = FastAPI(title="emotion-serve", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="emotion-serve", version=version("emotion-edge"), lifespan=lifespan,
                   summary="Positive/negative image emotion classifier: /predict and the KServe v2 REST API")
     app.state.server = server
     app.include_router(predict_router)
     app.include_router(kserve_router)
-    app.add_middleware(BodyLimits, max_bytes=settings.max_upload_bytes, seconds=settings.read_timeout)
+    app.add_middleware(BodyLimits, max_mb=server.options.max_upload_mb, seconds=server.options.read_timeout)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -236,7 +215,7 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
                    }.get(exc.status_code) if exc.detail in ("Not Found", "Method Not Allowed") else exc.detail
         return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(RequestValidationError)
+    @app.exception_handler(RequestValidationError)  # 400, not FastAPI's 422
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problem = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(part) for part in problem.get("loc", ()))
@@ -251,11 +230,12 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
 
 
 class BodyLimits:
-    """ASGI middleware: a body over ``max_bytes`` is answered 413 (from its Content-Length when it declares one),
+    """ASGI middleware: a body over ``max_mb`` MiB is answered 413 (from its Content-Length when it declares one),
     and one that does not arrive within ``seconds`` 408, before any work is done for it."""
 
-    def __init__(self, app: Any, max_bytes: int, seconds: float) -> None:
-        self.app, self.max_bytes, self.seconds = app, max_bytes, seconds
+    def __init__(self, app: Any, max_mb: float, seconds: float) -> None:
+        self.app, self.max_bytes, self.seconds = app, int(max_mb * 2**20), seconds
+        self.too_large = f"request body too large; the limit is {max_mb:g} MiB (--max-upload-mb)"
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -263,15 +243,13 @@ class BodyLimits:
         loop = asyncio.get_running_loop()
         deadline, received, complete = loop.time() + self.seconds, 0, False
         declared = int(dict(scope["headers"]).get(b"content-length", 0))  # a number: the HTTP server checked it
-        too_large = HTTPException(413, f"request body too large; the limit is {self.max_bytes / 2**20:g} MiB "
-                                       "(--max-upload-mb)")
 
         async def limited_receive() -> dict:
             nonlocal received, complete
             if complete:
                 return await receive()
             if declared > self.max_bytes:  # refused unread
-                raise too_large
+                raise HTTPException(413, self.too_large)
             try:
                 message = await asyncio.wait_for(receive(), deadline - loop.time())
             except asyncio.TimeoutError:
@@ -280,14 +258,7 @@ class BodyLimits:
             received += len(message.get("body", b""))
             complete = message["type"] != "http.request" or not message.get("more_body", False)
             if received > self.max_bytes:  # a body longer than declared, or chunked
-                raise too_large
+                raise HTTPException(413, self.too_large)
             return message
 
         await self.app(scope, limited_receive, send)
-
-
-def _version() -> str:
-    try:
-        return version("emotion-edge")
-    except PackageNotFoundError:  # a bare source tree
-        return "0+unknown"

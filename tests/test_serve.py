@@ -32,11 +32,16 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 from _tiny_models import HEIGHT, WIDTH, reference_probability  # noqa: E402
 from _server import BackgroundServer  # noqa: E402
 from emotion.runtime import EmotionClassifier, Prediction  # noqa: E402
-from emotion.runtime.serve import main  # noqa: E402
-from emotion.runtime.server import ServeSettings, create_app  # noqa: E402
+from emotion.runtime.serve import build_parser, main  # noqa: E402
+from emotion.runtime.server import create_app  # noqa: E402
 
 TWITTER = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter-sample"
 UPLOAD_LIMIT = 1024 * 1024  # 1 MiB for the test server: every photo below fits, 413 is cheap to provoke
+
+
+def _options(*argv: str):
+    """emotion-serve's options, the server's settings, with a 1 MiB upload limit unless told otherwise."""
+    return build_parser().parse_args(["--max-upload-mb", "1", *argv])
 
 
 def _jpeg(seed: int, size=(120, 90)) -> bytes:
@@ -79,8 +84,7 @@ def reference(model_dir):
 @pytest.fixture(scope="module")
 def server(model_dir):
     clf = EmotionClassifier.load(model_dir, mode="throughput", cache_dir=None, workers=2)
-    settings = ServeSettings(max_upload_bytes=UPLOAD_LIMIT, timeout=20, max_batch=16, read_timeout=3)
-    with BackgroundServer(create_app(clf, settings)) as running:
+    with BackgroundServer(create_app(clf, _options("--timeout", "20", "--max-batch", "16", "--read-timeout", "3"))) as running:
         running.classifier = clf
         yield running
     assert clf.backend.closed  # the lifespan's end closed the model
@@ -418,7 +422,8 @@ def test_saturation_gets_503_and_slow_requests_504(model_dir):
     data = _jpeg(1)  # 120x90: what it costs to decode
     inner = EmotionClassifier.load(model_dir, cache_dir=None, workers=6)
     slow = _SlowClassifier(inner, delay=1.5)
-    settings = ServeSettings(max_upload_bytes=UPLOAD_LIMIT, timeout=5, max_batch=4, max_pixels=2 * 120 * 90)
+    two_images = str(2 * 120 * 90 / 1e6)  # megapixels
+    settings = _options("--timeout", "5", "--max-batch", "4", "--max-megapixels", two_images, "--max-request-megapixels", two_images)
     with BackgroundServer(create_app(slow, settings)) as running:
         barrier = threading.Barrier(6)
 
@@ -440,7 +445,7 @@ def test_saturation_gets_503_and_slow_requests_504(model_dir):
 
     inner = EmotionClassifier.load(model_dir, cache_dir=None)
     slow = _SlowClassifier(inner, delay=2.0)
-    settings = ServeSettings(max_upload_bytes=UPLOAD_LIMIT, timeout=0.5, max_batch=4)
+    settings = _options("--timeout", "0.5", "--max-batch", "4")
     # A request slower than --timeout: 504 (its queued inference dropped); the server goes on.
     with BackgroundServer(create_app(slow, settings)) as running, httpx.Client(base_url=running.url, timeout=30) as http:
         response = http.post("/predict", files={"data": ("a.jpg", data)})
@@ -554,8 +559,7 @@ def _slow_client(url: str, declared: int) -> socket.socket:
 
 def test_slow_clients_hold_no_capacity_and_time_out(model_dir, photos):
     clf = EmotionClassifier.load(model_dir, mode="throughput", cache_dir=None)
-    settings = ServeSettings(max_upload_bytes=32 * 2**20, read_timeout=3)
-    with BackgroundServer(create_app(clf, settings)) as running:
+    with BackgroundServer(create_app(clf, _options("--max-upload-mb", "32", "--read-timeout", "3"))) as running:
         held = [_slow_client(running.url, 1000) for _ in range(128)]
         held += [_slow_client(running.url, 20 * 2**20) for _ in range(13)]
         time.sleep(0.5)

@@ -29,9 +29,9 @@ def test_uint8_flat_nested_and_binary_agree():
     nested = _parse({"inputs": [dict(image, data=pixels.tolist())]})
     binary = _parse({"inputs": [dict(image, parameters={"binary_data_size": pixels.nbytes})]}, pixels.tobytes())
     for parsed in (flat, nested, binary):
-        assert parsed.files == [] and parsed.count == 2
-        np.testing.assert_array_equal(parsed.pixels, pixels)
-    assert binary.pixels.flags.writeable  # a view over the (bytearray) body, usable by OpenVINO without a copy
+        assert len(parsed.images) == 2 and all(isinstance(image, np.ndarray) for image in parsed.images)
+        np.testing.assert_array_equal(np.stack(parsed.images), pixels)
+    assert all(image.flags.writeable for image in binary.images)  # a view over the (bytearray) body, usable by OpenVINO without a copy
     assert [o.name for o in flat.outputs] == ["scores", "probability"] and not flat.outputs[0].binary
 
 
@@ -39,14 +39,14 @@ def test_bytes_elements_base64_and_binary_layouts():
     files = [b"\xff\xd8\xff first", b"\x89PNG second"]
     as_json = _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2],
                                   "data": [base64.b64encode(files[0]).decode(), {"b64": base64.urlsafe_b64encode(files[1]).decode().rstrip("=")}]}]})
-    assert as_json.files == files
+    assert as_json.images == files
     packed = b"".join(struct.pack("<I", len(f)) + f for f in files)
     as_binary = _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(packed)}}]}, packed)
-    assert as_binary.files == files
+    assert as_binary.images == files
     bare = _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}, files[0])  # OVMS: one image, no prefix
-    assert bare.files == files[:1]
+    assert bare.images == files[:1]
     whole = parse_request(bytearray(files[1]), "0", INFO)  # Inference-Header-Content-Length: 0
-    assert whole.files == files[1:] and [o.name for o in whole.outputs] == ["scores", "probability"]
+    assert whole.images == files[1:] and [o.name for o in whole.outputs] == ["scores", "probability"]
 
 
 def test_malformed_requests_raise_one_line_errors():
@@ -54,6 +54,10 @@ def test_malformed_requests_raise_one_line_errors():
         _parse({"inputs": [{"name": "image"}, {"name": "other"}]})
     with pytest.raises(ValueError, match="Inference-Header-Content-Length is 99"):
         parse_request(bytearray(b"{}"), "99", INFO)
+    with pytest.raises(ValueError, match="Inference-Header-Content-Length is -1, but the body has 2 bytes"):
+        parse_request(bytearray(b"{}"), "-1", INFO)
+    with pytest.raises(ValueError, match="Inference-Header-Content-Length is abc"):
+        parse_request(bytearray(b"{}"), "abc", INFO)
     with pytest.raises(ValueError, match="on the 'scores' output only"):
         _parse({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["AA=="]}],
                 "outputs": [{"name": "probability", "parameters": {"classification": 1}}]})
