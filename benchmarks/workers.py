@@ -71,12 +71,8 @@ class KerasRunner:
 
     def throughput(self, images: np.ndarray, seconds: float) -> dict[str, float]:
         batch = np.resize(images, (KERAS_BATCH, *images.shape[1:]))  # the images repeated to a full batch
-        self._run(batch)
-        done, started = 0, time.perf_counter()
-        while time.perf_counter() < started + seconds or done == 0:
-            self._run(batch)
-            done += KERAS_BATCH
-        elapsed = time.perf_counter() - started
+        times = latency_loop(lambda i: self._run(batch), seconds, warmup=1, min_iterations=1)
+        done, elapsed = KERAS_BATCH * len(times), sum(times)
         return {"images": done, "seconds": elapsed, "images_per_second": done / elapsed, "batch": KERAS_BATCH}
 
     def e2e(self, images: np.ndarray, files: Sequence[str]) -> dict[str, Any]:
