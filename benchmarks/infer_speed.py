@@ -283,9 +283,7 @@ def markdown(doc: dict[str, Any]) -> str:
           num(r["folder"]["images_per_second"]), num(r["ceiling"]), num(r["folder_ratio"], 3),
           num(r["latency"]["p50"], 2), num(r["ba_latency"]["median_latency_ms"], 2), num(r["latency_ratio"], 3)]
          for i, r in enumerate(doc["rounds"], 1)])]
-    if doc["errors"] or doc["notes"]:
-        out += ["", "## Notes", ""] + [f"- {e}" for e in doc["errors"] + doc["notes"]]
-    return page("Runtime speed targets (issue 4)", doc, out)
+    return page("Runtime speed targets (issue 4)", doc, out, doc["errors"] + doc["notes"])
 
 
 def summary(doc: dict[str, Any]) -> str:

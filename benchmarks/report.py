@@ -47,15 +47,15 @@ def write(document: dict[str, Any], stem: Path, markdown: Callable[..., str],
     return paths + ([stem.with_suffix(".png")] if drawn else [])
 
 
-def page(title: str, document: dict[str, Any], sections: list[str]) -> str:
-    """A report as every command writes it: title, the command line, a machine line, ``sections``, and the
-    machine and software in full."""
+def page(title: str, document: dict[str, Any], sections: list[str], notes: list[str] = ()) -> str:
+    """A report as every command writes it: title, command line, machine line, ``sections``, the machine and
+    software in full, then ``notes``."""
     hardware = document["hardware"]
-    versions = hardware["versions"]
     machine = (f"Machine: {hardware['cpu']}, {hardware['usable_cores']} of {hardware['cores']} cores usable, "
-               f"Python {hardware['python']}, OpenVINO {versions.get('openvino', '–')}.")
+               f"Python {hardware['python']}, OpenVINO {hardware['versions'].get('openvino', '–')}.")
     return "\n".join([f"# {title}", "", f"Command: `{document['command']}`", "", machine, "", *sections, "",
-                      "## Hardware and software", "", hardware_markdown(hardware)]) + "\n"
+                      "## Hardware and software", "", hardware_markdown(hardware)]
+                     + (["", "## Notes", "", *(f"- {note}" for note in notes)] if notes else [])) + "\n"
 
 
 def hardware_markdown(report: dict[str, Any]) -> str:
@@ -203,5 +203,4 @@ def markdown(document: dict[str, Any], plot_name: str | None = None) -> str:
     if cold:
         out += ["", "## Cold start, by part (medians)", "", cold_table(cold)]
     out += ["", "## Spread over rounds (min–max)", "", spread_table(document)]
-    out += ["", "## Notes", ""] + [f"- {note}" for note in document["notes"]] if document["notes"] else []
-    return page(f"emotion-bench: {Path(document['run']).name}", document, out)
+    return page(f"emotion-bench: {Path(document['run']).name}", document, out, document["notes"])
