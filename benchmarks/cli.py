@@ -45,7 +45,7 @@ def parser_for(name: str | None) -> argparse.ArgumentParser:
             epilog="Exit status: 0 parity kept, 1 parity broke (report written), 2 bad input, 130 interrupted.")
     module.add_arguments(parser)
     if name:
-        parser.add_argument("--out", metavar="FILE.md", help="write the Markdown report there (and FILE.json beside it)")
+        parser.add_argument("--out", metavar="FILE.md", help="write the Markdown report there (FILE.json beside it)")
     parser.add_argument("--json", action="store_true", help="print the JSON document on stdout instead of the summary")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress")
     parser.set_defaults(module=module)

@@ -1,6 +1,7 @@
 """``emotion-demo``: the whole pipeline on the embedded default, each step through its real command line.
 
-Synthetic data -> training -> evaluation -> export -> folder inference -> benchmark, then the pretrained path: EfficientNet-Lite0 from the installed ImageNet weights -> export -> benchmark.
+Synthetic data -> training -> evaluation -> export -> folder inference -> benchmark, then the pretrained path:
+EfficientNet-Lite0 from the installed ImageNet weights -> export -> benchmark.
 Nothing needs downloading; everything lands under ``--out`` (default ``demo/``), which is replaced.
 """
 

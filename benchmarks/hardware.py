@@ -55,5 +55,6 @@ def hardware_report(hints: dict[str, Any] | None = None) -> dict[str, Any]:
         memory = None
     return {"cpu": cpu.get("model name") or platform.processor() or "unknown", "cores": os.cpu_count(),
             "usable_cores": len(os.sched_getaffinity(0)),
-            "isa": {label: flag in flags for flag, label in ISA_FLAGS.items()}, "memory_gib": memory, "os": _os_name(), "python": sys.version.split()[0], "versions": library_versions(),
+            "isa": {label: flag in flags for flag, label in ISA_FLAGS.items()}, "memory_gib": memory,
+            "os": _os_name(), "python": sys.version.split()[0], "versions": library_versions(),
             "openvino_cpu": openvino_cpu(), "hints": dict(hints or {})}

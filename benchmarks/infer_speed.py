@@ -154,36 +154,17 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
         raise BenchError(f"no images in {data}")
     keras_file = None if args.no_cold_start else _keras_source(export, args.keras)
     workers, started, notes = args.workers or os.cpu_count() or 1, time.time(), []
-    seconds, precision = args.seconds, args.precision
+    precision = args.precision
     with tempfile.TemporaryDirectory(prefix="emotion-infer-speed-") as scratch_dir:
         scratch = Path(scratch_dir)
         files = make_folder(sources, args.files, scratch / "photos")
         thr = EmotionClassifier.load(xml, mode="throughput", workers=args.workers, precision=precision, cache_dir=None)
         lat = EmotionClassifier.load(xml, mode="latency", precision=precision, cache_dir=None)
         with thr, lat:
-            progress("warming up")
-            arrays = [np.array(thr.preprocess(f)) for f in sources[:16]]
-            make_folder(sources, min(256, args.files), scratch / "warm")
-            folder_rate(thr, scratch / "warm")
-            latency_loop(lambda i: lat.predict(arrays[i % len(arrays)]), 0.5, warmup=5)
-            # benchmark_app's start-up CPU (Python, read, compile) and a second of inference: subtracted from the
-            # rounds' runs to estimate its CPU cost per inferred image
-            shape = [1, thr.spec.height, thr.spec.width, 3]
-            short = with_cpu(lambda: run_benchmark_app(xml, shape, "throughput", precision, 1), children=True)
-            steps = {
-                "decode": lambda: with_cpu(lambda: decode_rate(files, thr.spec, workers)),
-                "ba_throughput": lambda: with_cpu(
-                    lambda: run_benchmark_app(xml, shape, "throughput", precision, seconds), children=True),
-                "folder": lambda: with_cpu(lambda: folder_rate(thr, scratch / "photos")),
-                "submit": lambda: with_cpu(lambda: throughput_loop(lambda i: thr.submit(arrays[i % len(arrays)]),
-                                                                   seconds, window=2 * thr.workers, warmup=thr.workers)),
-                "latency": lambda: percentiles_ms(latency_loop(lambda i: lat.predict(arrays[i % len(arrays)]),
-                                                               seconds, warmup=5)),
-                "ba_latency": lambda: run_benchmark_app(xml, shape, "latency", precision, seconds),
-            }
-            rounds = [_derived(r, short) for r in interleave(steps, args.repeats, progress)]
+            rounds = _rounds(thr, lat, xml, sources, files, scratch, args, workers, progress)
             describe = {"throughput": thr.describe(), "latency": lat.describe()}
         cold = {} if args.no_cold_start else _cold_starts(xml, keras_file, sources[0], args, scratch, notes, progress)
+    shape = [1, thr.spec.height, thr.spec.width, 3]
     summary = {name: summarize((r.get(step) or {}).get(figure) if figure else r.get(step) for r in rounds)
                for name, (step, figure) in SERIES.items()}
     folder_ratio, latency_ratio = summary["folder_ratio"]["median"], summary["latency_ratio"]["median"]
@@ -205,8 +186,39 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
                           f".predict_many(discover([folder])), {workers} decode threads",
             "latency": f"EmotionClassifier.load(mode='latency', precision='{precision}').predict(uint8 array)",
             "benchmark_app": f"-hint throughput|latency -infer_precision {precision} -shape {shape} "
-                             f"-t {round(seconds)}"}),
+                             f"-t {round(args.seconds)}"}),
     }
+
+
+def _rounds(thr: EmotionClassifier, lat: EmotionClassifier, xml: Path, sources: list[Path], files: list[Path],
+            scratch: Path, args: argparse.Namespace, workers: int,
+            progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    """(a) and (b) after a warm-up: every step once per round, then the round's ratios."""
+    progress("warming up")
+    arrays = [np.array(thr.preprocess(f)) for f in sources[:16]]
+
+    def image(i: int) -> np.ndarray:
+        return arrays[i % len(arrays)]
+
+    def benchmark_app(hint: str, seconds: float = args.seconds) -> dict[str, Any]:
+        return run_benchmark_app(xml, [1, thr.spec.height, thr.spec.width, 3], hint, args.precision, seconds)
+
+    make_folder(sources, min(256, args.files), scratch / "warm")
+    folder_rate(thr, scratch / "warm")
+    latency_loop(lambda i: lat.predict(image(i)), 0.5, warmup=5)
+    # benchmark_app's start-up CPU (Python, read, compile) and a second of inference: subtracted from the
+    # rounds' runs to estimate its CPU cost per inferred image
+    short = with_cpu(lambda: benchmark_app("throughput", 1), children=True)
+    steps = {
+        "decode": lambda: with_cpu(lambda: decode_rate(files, thr.spec, workers)),
+        "ba_throughput": lambda: with_cpu(lambda: benchmark_app("throughput"), children=True),
+        "folder": lambda: with_cpu(lambda: folder_rate(thr, scratch / "photos")),
+        "submit": lambda: with_cpu(lambda: throughput_loop(lambda i: thr.submit(image(i)), args.seconds,
+                                                           window=2 * thr.workers, warmup=thr.workers)),
+        "latency": lambda: percentiles_ms(latency_loop(lambda i: lat.predict(image(i)), args.seconds, warmup=5)),
+        "ba_latency": lambda: benchmark_app("latency"),
+    }
+    return [_derived(r, short) for r in interleave(steps, args.repeats, progress)]
 
 
 def _derived(result: dict[str, Any], short: dict[str, Any]) -> dict[str, Any]:

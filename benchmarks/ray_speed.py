@@ -30,7 +30,7 @@ from emotion.runtime.console import positive_int
 
 from .hardware import hardware_report
 from .infer_speed import make_folder
-from .report import mm, num, page, row_table
+from .report import med, mm, num, page, row_table
 from .suite import BenchError
 from .timing import interleave, latency_loop, summarize
 
@@ -114,7 +114,8 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
             **{key: summarize(c[key] for c in r["costs"]) for key in ("decode_ms", "inference_ms")},
             "images_per_core_second": summarize(1000 / t for t in total),
             "inference_share": summarize(c["inference_ms"] / t for c, t in zip(r["costs"], total))}
-    return {"measured": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)), "seconds": round(time.time() - began),
+    return {"measured": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)),
+            "seconds": round(time.time() - began),
             "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
             "data": str(args.data), "distinct_images": len(files), "files": args.files, "rounds": args.rounds,
             "models": models, "ray_version": metadata.version("ray"), "hardware": hardware_report()}
@@ -131,11 +132,11 @@ def markdown(doc: dict[str, Any]) -> str:
     return page("Folder inference through Ray Data against local emotion-infer (issue 15)", doc, [
         f"Measured {doc['measured']} ({doc['seconds']} s) on **{doc['hardware']['cpu']}**, "
         f"{doc['hardware']['usable_cores']} cores shared with other jobs (load average "
-        f"{doc['load_average_at_start'][0]:.1f} at the start, {doc['load_average_at_end'][0]:.1f} at the end). Folder of "
-        f"{doc['files']} files ({doc['distinct_images']} distinct images of `{doc['data']}` repeated through symbolic "
-        f"links); {doc['rounds']} rounds, local and Ray side by side in each, the order alternating. Medians, (min–max) "
-        "beside them: on shared cores, read the ratio more than the rates, and a Ray / local ratio near or above 1 as "
-        "a tie (Ray's several processes can take a larger part of cores that other jobs share than one process).", "",
+        f"{doc['load_average_at_start'][0]:.1f} at the start, {doc['load_average_at_end'][0]:.1f} at the end). "
+        f"Folder of {doc['files']} files ({doc['distinct_images']} distinct images of `{doc['data']}` repeated through "
+        f"symbolic links); {doc['rounds']} rounds, local and Ray side by side in each, the order alternating. "
+        "Medians, (min–max) beside them: on shared cores, read the ratio more than the rates, and a Ray / local "
+        "ratio near or above 1 as a tie (Ray's several processes can take a larger part of cores that other jobs share than one process).", "",
         "## Throughput: the engine's overhead", "",
         "images/s is the summary's (first to last answer; for Ray it includes the actors' start); wall is the whole "
         f"command (Ray's start included). Ray {doc['ray_version']} here: a local instance on this machine, the pool "
@@ -151,6 +152,5 @@ def markdown(doc: dict[str, Any]) -> str:
 
 def summary(doc: dict[str, Any]) -> str:
     """Ray / local images/s for each model, one line each."""
-    return "\n".join(f"{model}: Ray / local {num(m['ray_over_local']['median'], 2)} "
-                     f"({num(m['ray_images_per_second']['median'])} against {num(m['local_images_per_second']['median'])}"
-                     " images/s)" for model, m in doc["models"].items())
+    return "\n".join(f"{model}: Ray / local {num(med(m['ray_over_local']), 2)} ({num(med(m['ray_images_per_second']))} "
+                     f"against {num(med(m['local_images_per_second']))} images/s)" for model, m in doc["models"].items())

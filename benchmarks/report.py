@@ -117,7 +117,8 @@ def main_table(document: dict[str, Any]) -> str:
         rows.append([f"`{row['format']}`", _status(row), num(row["size_mb"], 2), num(parity.get("accuracy"), 4),
                      num(parity.get("balanced_accuracy"), 4), num(parity.get("roc_auc"), 4),
                      "0 (reference)" if row["format"] == "keras" else num(parity.get("max_abs_dp"), 6),
-                     num(parity.get("label_agreement"), 1), *(num(med(latency.get(q)), 2) for q in ("p50", "p90", "p99")),
+                     num(parity.get("label_agreement"), 1),
+                     *(num(med(latency.get(q)), 2) for q in ("p50", "p90", "p99")),
                      num(med(t.get("throughput"))), num(med(t.get("e2e"))), num(med(t.get("cold_start_s")), 2),
                      num(med(t.get("peak_rss_mb")), 0)])
     return row_table(["Format", "Status", "Size (MB)", "Accuracy", "Balanced acc.", "ROC AUC", "max |dP|",

@@ -87,7 +87,8 @@ def in_process(model: str, files: list[tuple[str, bytes]], total: int, variant: 
         described = {k: v for k, v in clf.describe().items() if k != "cache_dir"}
     with EmotionClassifier.load(model, mode="latency", variant=variant) as clf:
         count = min(total, 200)
-        latencies = latency_loop(lambda i: clf.predict(items[i]), 0, warmup=4, min_iterations=count, max_iterations=count)
+        latencies = latency_loop(lambda i: clf.predict(items[i]), 0, warmup=4, min_iterations=count,
+                                 max_iterations=count)
     return {"predict_many": {"images": total, "classified": done, "seconds": elapsed,
                              "images_per_second": done / elapsed},
             "model": described, "predict_latency_ms": percentiles_ms(latencies)}

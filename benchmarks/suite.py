@@ -244,7 +244,8 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = lambda text:
             predictions = _predict_and_check(workers, results, y, inputs.info, _limits(args))
             if "keras" in [f.name for f in inputs.formats]:
                 keras = results["keras"]
-                keras.timings["other_calls_ms"] = keras.keep("other calls", lambda: workers["keras"].call("other_calls"))
+                keras.timings["other_calls_ms"] = keras.keep("other calls",
+                                                             lambda: workers["keras"].call("other_calls"))
             timed = [f for f in inputs.formats if f.name in workers]
             e2e_files = (files * math.ceil(args.e2e_images / len(files)))[: max(len(files), args.e2e_images)]
             rounds = interleave({f.name: lambda f=f: _round(f, workers[f.name], results[f.name], inputs, args,
@@ -381,9 +382,10 @@ def _aggregate(rounds: list[dict[str, Any]], result: FormatResult, n_files: int)
             "requests_throughput": next((m.get("requests") for m in s["ba_throughput"]), None)}
         # the pairs measured back to back in each round: latency ours/benchmark_app (above 1: slower than the
         # ceiling), throughput ours/benchmark_app (below 1: slower); the ratio of the medians beside them
+        per_round = {key: summarize(s[f"{key}_ratio"]) for key in ("latency", "throughput")}
         t["ratios"] = {
-            "latency": summarize(s["latency_ratio"])["median"], "throughput": summarize(s["throughput_ratio"])["median"],
-            "latency_per_round": summarize(s["latency_ratio"]), "throughput_per_round": summarize(s["throughput_ratio"]),
+            "latency": per_round["latency"]["median"], "throughput": per_round["throughput"]["median"],
+            "latency_per_round": per_round["latency"], "throughput_per_round": per_round["throughput"],
             "latency_of_medians": ratio(t["latency_ms"]["p50"]["median"], ba_latency["median"]),
             "throughput_of_medians": ratio(t["throughput"]["median"], ba_throughput["median"])}
 
@@ -400,7 +402,8 @@ def _document(args: argparse.Namespace, inputs: Inputs, rows: list[FormatResult]
     return {
         "tool": "emotion-bench", "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "seconds": round(time.time() - started, 1),
-        "run": os.fspath(inputs.run.path if inputs.run else inputs.keras_file), "keras_file": os.fspath(inputs.keras_file),
+        "run": os.fspath(inputs.run.path if inputs.run else inputs.keras_file),
+        "keras_file": os.fspath(inputs.keras_file),
         "export": os.fspath(inputs.export) if inputs.export else None, "data": os.fspath(inputs.data),
         "images": {"source": inputs.source, "count": int(len(y)), "positives": int(np.sum(y == 1)),
                    "negatives": int(np.sum(y == 0)), "input_size": [info.input_height, info.input_width],

@@ -161,7 +161,8 @@ def _load(name: str, model_path: Path, images_path: Path, expected: ModelInfo, d
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # TensorFlow's native start-up chatter stays off the terminal
     try:
         fmt = FORMATS[name]
-        _runner = KerasRunner(model_path) if fmt.backend == "keras" else RuntimeRunner(fmt, model_path, expected, device)
+        keras = fmt.backend == "keras"
+        _runner = KerasRunner(model_path) if keras else RuntimeRunner(fmt, model_path, expected, device)
         _images = np.load(images_path)
     except Exception as exc:  # reported as the format's status by the parent
         _load_error = f"cannot load: {one_line(exc)}"
