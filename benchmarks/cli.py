@@ -1,11 +1,4 @@
-"""``emotion-bench``: benchmark every format of a trained model, and the runtime's speed targets.
-
-    emotion-bench RUN [--data DATA] [--export DIR] [--formats F ...] [--out DIR] [--name STEM] ...
-    emotion-bench infer-speed EXPORT --data DATA [--files N] [--out FILE.md]
-    emotion-bench serve-load [--model EXPORT] [--url URL] [--clients 1,8,64] --out FILE.md
-    emotion-bench train-input DATA [--out FILE.md]
-    emotion-bench model-api EXPORT DATA ... [--out FILE.md]
-    emotion-bench ray-speed --data DATA --models EXPORT ... [--out FILE.md]
+"""``emotion-bench``: benchmark every format of a trained model (``emotion-bench RUN``), and the subcommands.
 
 Every command is a module with ``add_arguments``, ``run``, ``markdown`` and ``summary``; its report goes through
 one writer (Markdown and JSON side by side) and it prints a summary, or the JSON document with ``--json``.
