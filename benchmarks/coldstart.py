@@ -17,6 +17,10 @@ from typing import Any
 
 from emotion.export.formats import FORMATS
 
+from .timing import summarize
+
+PARTS = ("import_seconds", "load_seconds", "first_result_seconds")
+
 
 def _child(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emotion.benchmarks.coldstart")
@@ -70,6 +74,15 @@ def measure(format_name: str, model: str | os.PathLike, image: str | os.PathLike
     if done.returncode != 0 or not lines:
         return {"error": f"exit status {done.returncode}: {lines[-1] if lines else 'no output'}"}
     return json.loads(lines[-1])
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Spawn to result and peak RSS over ``runs`` of :func:`measure`, the medians of the parts, the errors."""
+    good = [run for run in runs if not run.get("error")]
+    return {"cold_start_s": summarize(run["since_spawn_seconds"] for run in good),
+            "cold_start_parts_s": {part: summarize(run[part] for run in good)["median"] for part in PARTS},
+            "peak_rss_mb": summarize(run["peak_rss_mb"] for run in good),
+            "cold_start_errors": [run["error"] for run in runs if run.get("error")]}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """``emotion-demo``: the whole pipeline on the embedded default, each step through its real command line.
 
-Synthetic data -> training -> evaluation (and, as those parts exist, export -> folder inference -> benchmark),
-then the pretrained path: EfficientNet-Lite0 from the installed ImageNet weights -> export -> benchmark.
+Synthetic data -> training -> evaluation -> export -> folder inference -> benchmark, then the pretrained path:
+EfficientNet-Lite0 from the installed ImageNet weights -> export -> benchmark.
 Nothing needs downloading; everything lands under ``--out`` (default ``demo/``), which is replaced.
 """
 
@@ -13,25 +13,14 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 
-
-COMMANDS = {
-    "emotion.train.data_cli": "emotion-data",
-    "emotion.train.cli": "emotion-train",
-    "emotion.train.evaluate_cli": "emotion-evaluate",
-    "emotion.export.cli": "emotion-export",
-    "emotion.runtime.cli": "emotion-infer",
-    "emotion.benchmarks.cli": "emotion-bench",
-}
-
-
 def _step(title: str, module: str, *args: str, allowed: tuple[int, ...] = (0,)) -> int:
-    command = [sys.executable, "-m", module, *args]
-    shown = COMMANDS.get(module, module)
-    print(f"\n== {title}: {shown} {' '.join(shlex.quote(a) for a in args)}", flush=True)
+    shown = {ep.module: ep.name for ep in entry_points(group="console_scripts")}.get(module, module)
+    print(f"\n== {title}: {shlex.join([shown, *args])}", flush=True)
     t0 = time.perf_counter()
-    result = subprocess.run(command)
+    result = subprocess.run([sys.executable, "-m", module, *args])
     if result.returncode not in allowed:
         raise SystemExit(f"emotion-demo: step '{title}' failed with exit status {result.returncode}")
     print(f"   ({time.perf_counter() - t0:.1f} s)", flush=True)

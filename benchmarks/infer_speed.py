@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,17 +29,37 @@ from typing import Any, Callable
 
 import numpy as np
 
+from emotion.runtime import EmotionClassifier, ModelLoadError, discover, resolve_model
 from emotion.runtime.console import positive_float, positive_int
 from emotion.runtime.locate import REPORT_NAME
+from emotion.runtime.preprocess import preprocess
 
 from . import coldstart
-from .hardware import hardware_markdown, hardware_report
-from .report import num, spread
+from .hardware import hardware_report
+from .report import cold_table, mm, num, page, row_table
 from .suite import BenchError
-from .timing import latency_loop, percentiles_ms, ratio, rotations, run_benchmark_app, summarize
+from .timing import interleave, latency_loop, percentiles_ms, ratio, run_benchmark_app, summarize, throughput_loop
 
 TARGET_FOLDER = 0.9  # E / ceiling, at least
 TARGET_LATENCY = 1.15  # ours / benchmark_app, at most
+SERIES = {  # summary figure -> (a round's step, its figure); None: the round's own ratio or cost
+    "decode_images_per_second": ("decode", "images_per_second"),
+    "benchmark_app_throughput": ("ba_throughput", "throughput"),
+    "folder_images_per_second": ("folder", "images_per_second"),
+    "ceiling_images_per_second": ("ceiling", None),
+    "folder_ratio": ("folder_ratio", None),
+    "latency_p50_ms": ("latency", "p50"),
+    "latency_p90_ms": ("latency", "p90"),
+    "benchmark_app_latency_ms": ("ba_latency", "median_latency_ms"),
+    "latency_ratio": ("latency_ratio", None),
+    "submit_images_per_second": ("submit", "images_per_second"),
+    "decode_cpu_ms": ("decode", "cpu_ms_per_image"),
+    "benchmark_app_cpu_ms": ("ba_cpu_ms_per_image", None),
+    "submit_cpu_ms": ("submit", "cpu_ms_per_image"),
+    "folder_cpu_ms": ("folder", "cpu_ms_per_image"),
+    "cpu_ceiling_ms": ("cpu_ceiling_ms_per_image", None),
+    "cpu_efficiency": ("cpu_efficiency", None),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,98 +77,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cold-start", action="store_true", help="skip (c)")
     parser.add_argument("--workers", type=positive_int, metavar="N",
                         help="decode threads for D and predict_many (default: the CPU count)")
-    parser.add_argument("--out", metavar="FILE.md", help="write the Markdown report there (and FILE.json beside it)")
-
-
-def _image_files(data: Path) -> list[Path]:
-    from emotion.runtime.files import discover
-
-    return [c.path for c in discover([data]) if c.error is None]
 
 
 def make_folder(files: list[Path], count: int, folder: Path) -> list[Path]:
     """``count`` symbolic links in ``folder`` to ``files`` taken in turn; their paths, sorted."""
     folder.mkdir(parents=True, exist_ok=True)
-    made = []
-    for i in range(count):
-        source = files[i % len(files)]
-        link = folder / f"{i:06d}{source.suffix.lower() or '.img'}"
-        os.symlink(os.path.abspath(source), link)
-        made.append(link)
+    made = [folder / f"{i:06d}{files[i % len(files)].suffix.lower() or '.img'}" for i in range(count)]
+    for i, link in enumerate(made):
+        os.symlink(os.path.abspath(files[i % len(files)]), link)
     return made
 
 
-def cpu_seconds(children: bool = False) -> float:
-    """User + system CPU seconds of this process (all its threads), or of its waited-for children."""
-    import resource
+def with_cpu(work: Callable[[], dict[str, Any]], children: bool = False) -> dict[str, Any]:
+    """``work()``'s figures with the CPU seconds (user + system) that this process, all its threads, spent on
+    it; with ``children``, that its waited-for child processes spent. Per image when ``work`` counts images."""
+    def used() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
 
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    before = used()
+    result = work()
+    seconds = used() - before
+    if children:
+        return {**result, "cpu_seconds": seconds}
+    return {**result, "cpu_ms_per_image": seconds * 1000.0 / max(1, result["images"] + result.get("errors", 0))}
+
+
+def _rate(images: int, started: float, **more: Any) -> dict[str, Any]:
+    elapsed = time.perf_counter() - started
+    return {"images": images, **more, "seconds": elapsed, "images_per_second": images / elapsed}
 
 
 def decode_rate(files: list[Path], spec, workers: int) -> dict[str, float]:
     """Decode-and-resize-only images/s on ``workers`` threads (the shared preprocess; results dropped)."""
-    from emotion.runtime.preprocess import preprocess
-
-    cpu = cpu_seconds()
     started = time.perf_counter()
-    done = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode-only") as pool:
-        for _ in pool.map(lambda f: preprocess(f, spec), files):
-            done += 1
-    elapsed = time.perf_counter() - started
-    return {"images": done, "seconds": elapsed, "images_per_second": done / elapsed,
-            "cpu_ms_per_image": (cpu_seconds() - cpu) * 1000.0 / max(1, done)}
+        done = sum(1 for _ in pool.map(lambda f: preprocess(f, spec), files))
+    return _rate(done, started)
 
 
-def submit_rate(clf, arrays: list[np.ndarray], seconds: float) -> dict[str, float]:
-    """Inference-only images/s through ``clf.submit`` (preprocessed arrays), with its CPU cost per image."""
-    from .timing import throughput_loop
-
-    cpu = cpu_seconds()
-    result = throughput_loop(lambda i: clf.submit(arrays[i % len(arrays)]), seconds,
-                             window=2 * clf.workers, warmup=clf.workers)
-    result["cpu_ms_per_image"] = (cpu_seconds() - cpu) * 1000.0 / max(1, result["images"])
-    return result
-
-
-def benchmark_app_cpu(xml: Path, shape: list[int], hint: str, precision: str, seconds: float) -> dict[str, Any]:
-    """One benchmark_app run with the CPU seconds it used (its own start-up and compilation included)."""
-    cpu = cpu_seconds(children=True)
-    result = run_benchmark_app(xml, shape, hint, precision, seconds).to_dict()
-    result["cpu_seconds"] = cpu_seconds(children=True) - cpu
-    return result
-
-
-def folder_rate(clf, folder: Path) -> dict[str, Any]:
+def folder_rate(clf: EmotionClassifier, folder: Path) -> dict[str, Any]:
     """``predict_many(discover(folder))``, as ``emotion-infer FOLDER`` runs it: images/s from start to the end."""
-    from emotion.runtime.files import discover
-
-    cpu = cpu_seconds()
     started = time.perf_counter()
-    ok = errors = 0
-    for prediction in clf.predict_many(discover([folder])):
-        if prediction.ok:
-            ok += 1
-        else:
-            errors += 1
-    elapsed = time.perf_counter() - started
-    return {"images": ok, "errors": errors, "seconds": elapsed, "images_per_second": ok / elapsed,
-            "cpu_ms_per_image": (cpu_seconds() - cpu) * 1000.0 / max(1, ok + errors)}
+    ok = [prediction.ok for prediction in clf.predict_many(discover([folder]))]
+    return _rate(sum(ok), started, errors=len(ok) - sum(ok))
 
 
 def _keras_source(export: Path, explicit: str | None) -> Path | None:
-    if explicit:
-        return Path(explicit)
-    report = export / REPORT_NAME if export.is_dir() else None
-    if report is not None and report.is_file():
-        try:
-            source = json.loads(report.read_text(encoding="utf-8")).get("source")
-        except (OSError, ValueError):
-            source = None
-        if source and Path(source).is_file():
-            return Path(source)
-    return None
+    """``--keras``, else the source model named by the export's report, when it is still there."""
+    try:
+        source = explicit or json.loads((export / REPORT_NAME).read_text(encoding="utf-8")).get("source")
+    except (OSError, ValueError):
+        return None
+    return Path(source) if explicit or (source and Path(source).is_file()) else None
 
 
 def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -156,8 +138,6 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
     Raises:
         BenchError: the export or the data folder cannot be used.
     """
-    from emotion.runtime import EmotionClassifier, ModelLoadError, resolve_model
-
     export, data = Path(args.export).expanduser(), Path(args.data).expanduser()
     if not export.exists():
         raise BenchError(f"export {export} does not exist; make one with `emotion-export RUN --out DIR`")
@@ -169,101 +149,76 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
         raise BenchError(str(exc)) from None
     if xml.suffix.lower() != ".xml":
         raise BenchError(f"{xml} is not an OpenVINO IR; infer-speed compares against benchmark_app on an IR")
-    sources = _image_files(data)
+    sources = [c.path for c in discover([data]) if c.error is None]
     if not sources:
         raise BenchError(f"no images in {data}")
     keras_file = None if args.no_cold_start else _keras_source(export, args.keras)
     workers, started, notes = args.workers or os.cpu_count() or 1, time.time(), []
+    precision = args.precision
     with tempfile.TemporaryDirectory(prefix="emotion-infer-speed-") as scratch_dir:
         scratch = Path(scratch_dir)
         files = make_folder(sources, args.files, scratch / "photos")
-        thr = EmotionClassifier.load(xml, mode="throughput", workers=args.workers, precision=args.precision,
-                                     cache_dir=None)
-        lat = EmotionClassifier.load(xml, mode="latency", precision=args.precision, cache_dir=None)
+        thr = EmotionClassifier.load(xml, mode="throughput", workers=args.workers, precision=precision, cache_dir=None)
+        lat = EmotionClassifier.load(xml, mode="latency", precision=precision, cache_dir=None)
         with thr, lat:
-            progress("warming up")
-            arrays = [np.array(thr.preprocess(f)) for f in sources[:16]]
-            folder_rate(thr, scratch / "photos" if len(files) <= 256 else _subfolder(files[:256], scratch / "warm"))
-            latency_loop(lambda i: lat.predict(arrays[i % len(arrays)]), 0.5, warmup=5)
-            # benchmark_app's start-up CPU (Python, read, compile) and a second of inference: subtracted from the
-            # rounds' runs to estimate its CPU cost per inferred image
-            shape = [1, thr.spec.height, thr.spec.width, 3]
-            short = benchmark_app_cpu(xml, shape, "throughput", args.precision, 1)
-            steps = {
-                "decode": lambda: decode_rate(files, thr.spec, workers),
-                "ba_throughput": lambda: benchmark_app_cpu(xml, shape, "throughput", args.precision, args.seconds),
-                "folder": lambda: folder_rate(thr, scratch / "photos"),
-                "submit": lambda: submit_rate(thr, arrays, args.seconds),
-                "latency": lambda: percentiles_ms(latency_loop(lambda i: lat.predict(arrays[i % len(arrays)]),
-                                                               args.seconds, warmup=5)),
-                "ba_latency": lambda: run_benchmark_app(xml, shape, "latency", args.precision, args.seconds).to_dict(),
-            }
-            rounds = []
-            for r, order in rotations(list(steps), args.repeats):
-                progress(f"round {r + 1}/{args.repeats}")
-                rounds.append(_derived({"order": order, **{step: steps[step]() for step in order}}, short))
+            rounds = _rounds(thr, lat, xml, sources, files, scratch, args, workers, progress)
             describe = {"throughput": thr.describe(), "latency": lat.describe()}
         cold = {} if args.no_cold_start else _cold_starts(xml, keras_file, sources[0], args, scratch, notes, progress)
-
-    def series(key: str, inner: str | None = None) -> dict[str, Any]:
-        return summarize((r.get(key) or {}).get(inner) if inner else r.get(key) for r in rounds)
-
-    summary = {
-        "decode_images_per_second": series("decode", "images_per_second"),
-        "benchmark_app_throughput": series("ba_throughput", "throughput"),
-        "folder_images_per_second": series("folder", "images_per_second"),
-        "ceiling_images_per_second": series("ceiling"),
-        "folder_ratio": series("folder_ratio"),
-        "latency_p50_ms": series("latency", "p50"),
-        "latency_p90_ms": series("latency", "p90"),
-        "benchmark_app_latency_ms": series("ba_latency", "median_latency_ms"),
-        "latency_ratio": series("latency_ratio"),
-        "submit_images_per_second": series("submit", "images_per_second"),
-        "decode_cpu_ms": series("decode", "cpu_ms_per_image"),
-        "benchmark_app_cpu_ms": series("ba_cpu_ms_per_image"),
-        "submit_cpu_ms": series("submit", "cpu_ms_per_image"),
-        "folder_cpu_ms": series("folder", "cpu_ms_per_image"),
-        "cpu_ceiling_ms": series("cpu_ceiling_ms_per_image"),
-        "cpu_efficiency": series("cpu_efficiency"),
-    }
-    folder_ratio = summary["folder_ratio"]["median"]
-    latency_ratio = summary["latency_ratio"]["median"]
-    targets = {
-        "folder": {"ratio": folder_ratio, "target": f">= {TARGET_FOLDER}",
-                   "met": folder_ratio is not None and folder_ratio >= TARGET_FOLDER},
-        "latency": {"ratio": latency_ratio, "target": f"<= {TARGET_LATENCY}",
-                    "met": latency_ratio is not None and latency_ratio <= TARGET_LATENCY},
-    }
-    errors = [f"round {i + 1}: benchmark_app: {r[k]['error']}" for i, r in enumerate(rounds)
-              for k in ("ba_throughput", "ba_latency") if r[k].get("error")]
+    shape = [1, thr.spec.height, thr.spec.width, 3]
+    summary = {name: summarize((r.get(step) or {}).get(figure) if figure else r.get(step) for r in rounds)
+               for name, (step, figure) in SERIES.items()}
+    folder_ratio, latency_ratio = summary["folder_ratio"]["median"], summary["latency_ratio"]["median"]
     return {
-        "tool": "emotion-bench infer-speed",
-        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-        "seconds": round(time.time() - started, 1),
-        "model": os.fspath(xml),
-        "data": os.fspath(data),
-        "files": len(files),
-        "distinct_images": len(sources),
-        "input_size": shape[1:3],
-        "precision": args.precision,
-        "workers": workers,
-        "repeats": args.repeats,
-        "runtime": describe,
-        "rounds": rounds,
-        "summary": summary,
-        "targets": targets,
-        "cold_start": cold,
-        "keras_model": os.fspath(keras_file) if keras_file else None,
-        "errors": errors,
+        "tool": "emotion-bench infer-speed", "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "seconds": round(time.time() - started, 1), "model": os.fspath(xml), "data": os.fspath(data),
+        "files": len(files), "distinct_images": len(sources), "input_size": shape[1:3], "precision": precision,
+        "workers": workers, "repeats": args.repeats, "runtime": describe, "rounds": rounds, "summary": summary,
+        "targets": {"folder": {"ratio": folder_ratio, "target": f">= {TARGET_FOLDER}",
+                               "met": folder_ratio is not None and folder_ratio >= TARGET_FOLDER},
+                    "latency": {"ratio": latency_ratio, "target": f"<= {TARGET_LATENCY}",
+                                "met": latency_ratio is not None and latency_ratio <= TARGET_LATENCY}},
+        "cold_start": cold, "keras_model": os.fspath(keras_file) if keras_file else None,
+        "errors": [f"round {i + 1}: benchmark_app: {r[k]['error']}" for i, r in enumerate(rounds)
+                   for k in ("ba_throughput", "ba_latency") if r[k].get("error")],
         "notes": notes,
         "hardware": hardware_report({
-            "folder run": f"EmotionClassifier.load(mode='throughput', precision='{args.precision}', cache_dir=None)"
+            "folder run": f"EmotionClassifier.load(mode='throughput', precision='{precision}', cache_dir=None)"
                           f".predict_many(discover([folder])), {workers} decode threads",
-            "latency": f"EmotionClassifier.load(mode='latency', precision='{args.precision}').predict(uint8 array)",
-            "benchmark_app": f"-hint throughput|latency -infer_precision {args.precision} -shape {shape} "
-                             f"-t {int(round(args.seconds))}",
-        }),
+            "latency": f"EmotionClassifier.load(mode='latency', precision='{precision}').predict(uint8 array)",
+            "benchmark_app": f"-hint throughput|latency -infer_precision {precision} -shape {shape} "
+                             f"-t {round(args.seconds)}"}),
     }
+
+
+def _rounds(thr: EmotionClassifier, lat: EmotionClassifier, xml: Path, sources: list[Path], files: list[Path],
+            scratch: Path, args: argparse.Namespace, workers: int,
+            progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    """(a) and (b) after a warm-up: every step once per round, then the round's ratios."""
+    progress("warming up")
+    arrays = [np.array(thr.preprocess(f)) for f in sources[:16]]
+
+    def image(i: int) -> np.ndarray:
+        return arrays[i % len(arrays)]
+
+    def benchmark_app(hint: str, seconds: float = args.seconds) -> dict[str, Any]:
+        return run_benchmark_app(xml, [1, thr.spec.height, thr.spec.width, 3], hint, args.precision, seconds)
+
+    make_folder(sources, min(256, args.files), scratch / "warm")
+    folder_rate(thr, scratch / "warm")
+    latency_loop(lambda i: lat.predict(image(i)), 0.5, warmup=5)
+    # benchmark_app's start-up CPU (Python, read, compile) and a second of inference: subtracted from the
+    # rounds' runs to estimate its CPU cost per inferred image
+    short = with_cpu(lambda: benchmark_app("throughput", 1), children=True)
+    steps = {
+        "decode": lambda: with_cpu(lambda: decode_rate(files, thr.spec, workers)),
+        "ba_throughput": lambda: with_cpu(lambda: benchmark_app("throughput"), children=True),
+        "folder": lambda: with_cpu(lambda: folder_rate(thr, scratch / "photos")),
+        "submit": lambda: with_cpu(lambda: throughput_loop(lambda i: thr.submit(image(i)), args.seconds,
+                                                           window=2 * thr.workers, warmup=thr.workers)),
+        "latency": lambda: percentiles_ms(latency_loop(lambda i: lat.predict(image(i)), args.seconds, warmup=5)),
+        "ba_latency": lambda: benchmark_app("latency"),
+    }
+    return [_derived(r, short) for r in interleave(steps, args.repeats, progress)]
 
 
 def _derived(result: dict[str, Any], short: dict[str, Any]) -> dict[str, Any]:
@@ -296,99 +251,61 @@ def _cold_starts(xml: Path, keras_file: Path | None, image: Path, args: argparse
         runs["keras"] = lambda: coldstart.measure("keras", keras_file, image)
     else:
         notes.append("no Keras model found for the cold start (pass --keras RUN)")
-    values: dict[str, list] = {name: [] for name in runs}
-    for _, order in rotations(list(runs), args.repeats):
-        for name in order:
-            values[name].append(runs[name]())
-    cold = {}
-    for name, measured in values.items():
-        good = [v for v in measured if not v.get("error")]
-        cold[name] = {"spawn_to_result_s": summarize(v["since_spawn_seconds"] for v in good),
-                      **{f"{part}_s": summarize(v[f"{part}_seconds"] for v in good)["median"]
-                         for part in ("import", "load", "first_result")},
-                      "peak_rss_mb": summarize(v["peak_rss_mb"] for v in good),
-                      "errors": [v["error"] for v in measured if v.get("error")]}
-    return cold
-
-
-def _subfolder(files: list[Path], folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(files):
-        os.symlink(os.readlink(f), folder / f"{i:06d}{f.suffix}")
-    return folder
+    rounds = interleave(runs, args.repeats)
+    return {name: coldstart.summary([r[name] for r in rounds]) for name in runs}
 
 
 def markdown(doc: dict[str, Any]) -> str:
     s, t = doc["summary"], doc["targets"]
-
-    def mm(key: str, digits: int = 1) -> str:
-        return f"{num(s[key]['median'], digits)} ({spread(s[key], digits)})"
-
-    def met(name: str) -> str:
-        return "**met**" if t[name]["met"] else "**missed**"
-
+    met = {name: "**met**" if t[name]["met"] else "**missed**" for name in t}
     h, w = doc["input_size"]
-    out = ["# Runtime speed targets (issue 4)", ""]
-    out.append(f"Model `{doc['model']}` ({h}x{w}, {doc['precision']} inference hint); folder of {doc['files']} "
-               f"photos ({doc['distinct_images']} distinct images of `{doc['data']}` repeated through symbolic "
-               f"links); {doc['workers']} decode threads. Medians of {doc['repeats']} interleaved rounds, "
-               f"(min–max) beside them. Measured {doc['started']}, {doc['seconds']:.0f} s in all.")
-    out += ["", f"Command: `{doc['command']}`", "", "## (a) Folder throughput against the combined ceiling", "",
-            "| Figure | images/s |", "|---|---|",
-            f"| D: decode + resize only, thread pool of the shared `preprocess` | {mm('decode_images_per_second')} |",
-            f"| B: benchmark_app, THROUGHPUT hint, same IR | {mm('benchmark_app_throughput')} |",
-            f"| Ceiling 1/(1/D + 1/B) | {mm('ceiling_images_per_second')} |",
-            f"| E: `predict_many(discover(folder))` | {mm('folder_images_per_second')} |",
-            f"| **E / ceiling** (target ≥ {TARGET_FOLDER}) | **{mm('folder_ratio', 3)}**: {met('folder')} |",
-            "", "### CPU cost per image (a diagnostic that other processes on the machine do not skew)", "",
-            "Wall-clock rates on a shared machine move with whatever else runs; the CPU time each path spends per "
-            "image does not (much). benchmark_app's cost is the difference between a round's run and a 1-second "
-            "run, which removes its start-up and compilation.", "",
-            "| Path | CPU ms per image | images/s |", "|---|---|---|",
-            f"| D: decode + resize | {mm('decode_cpu_ms', 2)} | {mm('decode_images_per_second')} |",
-            f"| B: benchmark_app inference | {mm('benchmark_app_cpu_ms', 2)} | {mm('benchmark_app_throughput')} |",
-            f"| our inference alone: `clf.submit` of preprocessed arrays | {mm('submit_cpu_ms', 2)} "
-            f"| {mm('submit_images_per_second')} |",
-            f"| D + B | {mm('cpu_ceiling_ms', 2)} | |",
-            f"| E: `predict_many(discover(folder))` | {mm('folder_cpu_ms', 2)} | {mm('folder_images_per_second')} |",
-            f"| **(D + B) / E**: CPU efficiency of the folder run | **{mm('cpu_efficiency', 3)}** | |",
-            "", "## (b) Single-image latency against benchmark_app", "",
-            "| Figure | ms |", "|---|---|",
-            f"| `clf.predict(uint8 array)`, LATENCY hint, p50 | {mm('latency_p50_ms', 2)} |",
-            f"| same, p90 | {mm('latency_p90_ms', 2)} |",
-            f"| benchmark_app -hint latency, median | {mm('benchmark_app_latency_ms', 2)} |",
-            f"| **ours / benchmark_app** (target ≤ {TARGET_LATENCY}) | **{mm('latency_ratio', 3)}**: {met('latency')} |"]
-    if doc.get("cold_start"):
+    out = [f"Model `{doc['model']}` ({h}x{w}, {doc['precision']} inference hint); folder of {doc['files']} "
+           f"photos ({doc['distinct_images']} distinct images of `{doc['data']}` repeated through symbolic "
+           f"links); {doc['workers']} decode threads. Medians of {doc['repeats']} interleaved rounds, "
+           f"(min–max) beside them. Measured {doc['started']}, {doc['seconds']:.0f} s in all.",
+           "", "## (a) Folder throughput against the combined ceiling", "", row_table(["Figure", "images/s"], [
+               ["D: decode + resize only, thread pool of the shared `preprocess`", mm(s["decode_images_per_second"])],
+               ["B: benchmark_app, THROUGHPUT hint, same IR", mm(s["benchmark_app_throughput"])],
+               ["Ceiling 1/(1/D + 1/B)", mm(s["ceiling_images_per_second"])],
+               ["E: `predict_many(discover(folder))`", mm(s["folder_images_per_second"])],
+               [f"**E / ceiling** (target ≥ {TARGET_FOLDER})", f"**{mm(s['folder_ratio'], 3)}**: {met['folder']}"]]),
+           "", "### CPU cost per image (a diagnostic that other processes on the machine do not skew)", "",
+           "Wall-clock rates on a shared machine move with whatever else runs; the CPU time each path spends per "
+           "image does not (much). benchmark_app's cost is the difference between a round's run and a 1-second "
+           "run, which removes its start-up and compilation.", "", row_table(["Path", "CPU ms per image", "images/s"], [
+               ["D: decode + resize", mm(s["decode_cpu_ms"], 2), mm(s["decode_images_per_second"])],
+               ["B: benchmark_app inference", mm(s["benchmark_app_cpu_ms"], 2), mm(s["benchmark_app_throughput"])],
+               ["our inference alone: `clf.submit` of preprocessed arrays", mm(s["submit_cpu_ms"], 2),
+                mm(s["submit_images_per_second"])],
+               ["D + B", mm(s["cpu_ceiling_ms"], 2), ""],
+               ["E: `predict_many(discover(folder))`", mm(s["folder_cpu_ms"], 2), mm(s["folder_images_per_second"])],
+               ["**(D + B) / E**: CPU efficiency of the folder run", f"**{mm(s['cpu_efficiency'], 3)}**", ""]]),
+           "", "## (b) Single-image latency against benchmark_app", "", row_table(["Figure", "ms"], [
+               ["`clf.predict(uint8 array)`, LATENCY hint, p50", mm(s["latency_p50_ms"], 2)],
+               ["same, p90", mm(s["latency_p90_ms"], 2)],
+               ["benchmark_app -hint latency, median", mm(s["benchmark_app_latency_ms"], 2)],
+               [f"**ours / benchmark_app** (target ≤ {TARGET_LATENCY})",
+                f"**{mm(s['latency_ratio'], 3)}**: {met['latency']}"]])]
+    if doc["cold_start"]:
         out += ["", "## (c) Cold start: fresh process, import + load + classify one image file", "",
-                "| Path | Spawn to result (s) | Import (s) | Load (s) | First result (s) | Peak RSS (MB) | Errors |",
-                "|---|---|---|---|---|---|---|"]
-        for name, c in doc["cold_start"].items():
-            out.append(f"| {name} | {num(c['spawn_to_result_s']['median'], 2)} ({spread(c['spawn_to_result_s'], 2)}) "
-                       f"| {num(c['import_s'], 2)} | {num(c['load_s'], 3)} | {num(c['first_result_s'], 3)} "
-                       f"| {num(c['peak_rss_mb']['median'], 0)} | {'; '.join(c['errors']) or 'none'} |")
-    out += ["", "## Rounds", "", "| Round | order | D | B | E | ceiling | E/ceiling | p50 ms | ba ms | ratio |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for i, r in enumerate(doc["rounds"], 1):
-        out.append(f"| {i} | {', '.join(r['order'])} | {num(r['decode']['images_per_second'])} "
-                   f"| {num(r['ba_throughput'].get('throughput'))} | {num(r['folder']['images_per_second'])} "
-                   f"| {num(r['ceiling'])} | {num(r['folder_ratio'], 3)} | {num(r['latency']['p50'], 2)} "
-                   f"| {num(r['ba_latency'].get('median_latency_ms'), 2)} | {num(r['latency_ratio'], 3)} |")
-    out += ["", "## Hardware and software", "", hardware_markdown(doc["hardware"])]
-    if doc.get("errors") or doc.get("notes"):
-        out += ["", "## Notes", ""] + [f"- {e}" for e in doc.get("errors", []) + doc.get("notes", [])]
-    return "\n".join(out) + "\n"
+                cold_table(list(doc["cold_start"].items()), errors=True)]
+    out += ["", "## Rounds", "", row_table(
+        ["Round", "order", "D", "B", "E", "ceiling", "E/ceiling", "p50 ms", "ba ms", "ratio"],
+        [[str(i), ", ".join(r["order"]), num(r["decode"]["images_per_second"]), num(r["ba_throughput"]["throughput"]),
+          num(r["folder"]["images_per_second"]), num(r["ceiling"]), num(r["folder_ratio"], 3),
+          num(r["latency"]["p50"], 2), num(r["ba_latency"]["median_latency_ms"], 2), num(r["latency_ratio"], 3)]
+         for i, r in enumerate(doc["rounds"], 1)])]
+    return page("Runtime speed targets (issue 4)", doc, out, doc["errors"] + doc["notes"])
 
 
 def summary(doc: dict[str, Any]) -> str:
     """The three headline figures, one line each."""
-    s = doc["summary"]
-    lines = [f"(a) folder {num(s['folder_images_per_second']['median'])} img/s, ceiling "
-             f"{num(s['ceiling_images_per_second']['median'])} img/s (D {num(s['decode_images_per_second']['median'])}, "
-             f"B {num(s['benchmark_app_throughput']['median'])}): ratio {num(s['folder_ratio']['median'], 3)} "
-             f"(target >= {TARGET_FOLDER})",
-             f"(b) latency p50 {num(s['latency_p50_ms']['median'], 2)} ms vs benchmark_app "
-             f"{num(s['benchmark_app_latency_ms']['median'], 2)} ms: ratio {num(s['latency_ratio']['median'], 3)} "
+    s = {name: figure["median"] for name, figure in doc["summary"].items()}
+    lines = [f"(a) folder {num(s['folder_images_per_second'])} img/s, ceiling {num(s['ceiling_images_per_second'])} "
+             f"img/s (D {num(s['decode_images_per_second'])}, B {num(s['benchmark_app_throughput'])}): ratio "
+             f"{num(s['folder_ratio'], 3)} (target >= {TARGET_FOLDER})",
+             f"(b) latency p50 {num(s['latency_p50_ms'], 2)} ms vs benchmark_app "
+             f"{num(s['benchmark_app_latency_ms'], 2)} ms: ratio {num(s['latency_ratio'], 3)} "
              f"(target <= {TARGET_LATENCY})"]
-    lines += [f"(c) cold start {name}: {num(c['spawn_to_result_s']['median'], 2)} s, peak RSS "
-              f"{num(c['peak_rss_mb']['median'], 0)} MB" for name, c in doc["cold_start"].items()]
-    return "\n".join(lines)
+    return "\n".join(lines + [f"(c) cold start {name}: {num(c['cold_start_s']['median'], 2)} s, peak RSS "
+                              f"{num(c['peak_rss_mb']['median'], 0)} MB" for name, c in doc["cold_start"].items()])

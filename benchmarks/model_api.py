@@ -14,14 +14,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .report import num, row_table
+from .hardware import hardware_report
+from .report import num, page, row_table
 from .suite import BenchError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("export", metavar="EXPORT", help="export folder (its FP32 IR is used), or a model .xml")
     parser.add_argument("data", nargs="+", metavar="DATA", help="folders of photos (searched recursively)")
-    parser.add_argument("--out", metavar="FILE.md", help="write the Markdown report there (and FILE.json beside it)")
 
 
 def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -30,8 +30,6 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
     from model_api.models import Model
 
     from emotion.runtime import EmotionClassifier, ModelLoadError, discover, resolve_model
-
-    from .hardware import hardware_report
 
     try:
         xml = resolve_model(args.export, backend="openvino", variant="fp32")
@@ -69,14 +67,12 @@ def markdown(doc: dict[str, Any]) -> str:
     rows = [[f"`{f['folder']}`", str(f["photos"]), num(f["label_agreement"], 1), num(f["agreement_at_0_5"], 1),
              num(f["max_abs_dp"], 4), num(f["median_abs_dp"], 4), ", ".join(f["not_read_by_opencv"]) or "none"]
             for f in doc["folders"]]
-    return "\n".join([
-        "# OpenVINO Model API on raw photos against emotion-infer", "", f"Command: `{doc['command']}`", "",
+    return page("OpenVINO Model API on raw photos against emotion-infer", doc, [
         __doc__.split("\n\n")[1].replace("\n", " "), "",
         f"Model `{doc['model']}`, decision threshold {doc['threshold']:g}. Model API as created by default: device "
-        f"AUTO, running on {doc['model_api_device']} with its default inference precision; ours: CPU, f32. CPU: "
-        f"{doc['hardware']['cpu']}.", "",
+        f"AUTO, running on {doc['model_api_device']} with its default inference precision; ours: CPU, f32.", "",
         row_table(["Photos", "n", "Label agreement % (own labels)", "Agreement % at 0.5", "max |dP|", "median |dP|",
-                   "Not read by OpenCV"], rows), ""])
+                   "Not read by OpenCV"], rows)])
 
 
 def summary(doc: dict[str, Any]) -> str:

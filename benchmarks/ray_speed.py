@@ -28,11 +28,11 @@ from typing import Any, Callable
 from emotion.runtime import EmotionClassifier, discover
 from emotion.runtime.console import positive_int
 
-from .hardware import hardware_markdown, hardware_report
+from .hardware import hardware_report
 from .infer_speed import make_folder
-from .report import num, spread
+from .report import med, mm, num, page, row_table
 from .suite import BenchError
-from .timing import summarize
+from .timing import interleave, latency_loop, summarize
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="files in the folder run: DATA's images repeated by symbolic links (default %(default)s)")
     parser.add_argument("--rounds", type=positive_int, default=3, metavar="N",
                         help="interleaved rounds (default %(default)s)")
-    parser.add_argument("--out", metavar="FILE.md", help="write the Markdown report there (and FILE.json beside it)")
 
 
 def infer(folder: Path, model: str, ray: bool) -> dict[str, Any]:
@@ -73,13 +72,20 @@ def core_costs(files: list[Path], model: str) -> dict[str, float]:
         started = time.perf_counter()
         arrays = [classifier.preprocess(path) for path in files]
         decode = (time.perf_counter() - started) / len(files)
-        for array in arrays[:10]:  # first inferences allocate
-            classifier.predict(array)
-        started = time.perf_counter()
-        for array in arrays:
-            classifier.predict(array)
-        inference = (time.perf_counter() - started) / len(files)
-    return {"decode_ms": 1000 * decode, "inference_ms": 1000 * inference}
+        # the first inferences allocate: 10 untimed
+        times = latency_loop(lambda i: classifier.predict(arrays[i % len(arrays)]), 0, warmup=10,
+                             min_iterations=len(arrays), max_iterations=len(arrays))
+    return {"decode_ms": 1000 * decode, "inference_ms": 1000 * sum(times) / len(times)}
+
+
+def _model_round(folder: Path, files: list[Path], model: str, runs: dict[str, list]) -> None:
+    """Local and Ray on ``folder`` (the first of the two alternating), and the model's costs on one core."""
+    order = (False, True) if len(runs["local"]) % 2 == 0 else (True, False)
+    done = {ray: infer(folder, model, ray) for ray in order}
+    runs["agreement"].append(agreement(done[True].pop("results"), done[False].pop("results")))
+    runs["local"].append(done[False])
+    runs["ray"].append(done[True])
+    runs["costs"].append(core_costs(files[:200], model))
 
 
 def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -91,84 +97,60 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
     with tempfile.TemporaryDirectory(prefix="ray-speed-") as tmp:
         folder = Path(tmp) / "photos"
         make_folder(files, args.files, folder)
-        for round_ in range(args.rounds):
-            for model in args.models:
-                order = (False, True) if round_ % 2 == 0 else (True, False)
-                done = {ray: infer(folder, model, ray) for ray in order}
-                runs[model]["agreement"].append(agreement(done[True]["results"], done[False]["results"]))
-                for ray, name in ((False, "local"), (True, "ray")):
-                    runs[model][name].append({k: v for k, v in done[ray].items() if k != "results"})
-                runs[model]["costs"].append(core_costs(files[:200], model))
-                progress(f"round {round_ + 1}/{args.rounds} {model}: local {done[False]['images_per_second']} img/s, "
-                         f"ray {done[True]['images_per_second']} img/s")
+        interleave({m: lambda m=m: _model_round(folder, files, m, runs[m]) for m in args.models}, args.rounds,
+                   progress)
     models = {}
     for model, r in runs.items():
-        costs = {key: summarize(c[key] for c in r["costs"]) for key in ("decode_ms", "inference_ms")}
-        per_core = [1000 / (c["decode_ms"] + c["inference_ms"]) for c in r["costs"]]
-        share = [c["inference_ms"] / (c["decode_ms"] + c["inference_ms"]) for c in r["costs"]]
+        total = [c["decode_ms"] + c["inference_ms"] for c in r["costs"]]
         description = r["ray"][0]["model"]
         models[model] = {
             "input_size": description["input_size"], "ray": description["ray"],
-            "local_images_per_second": summarize(x["images_per_second"] for x in r["local"]),
-            "ray_images_per_second": summarize(x["images_per_second"] for x in r["ray"]),
+            **{f"{way}_{figure}": summarize(x[figure] for x in r[way])
+               for way in ("local", "ray") for figure in ("images_per_second", "wall_s")},
             "ray_over_local": summarize(y["images_per_second"] / x["images_per_second"]
                                         for x, y in zip(r["local"], r["ray"])),
-            "local_wall_s": summarize(x["wall_s"] for x in r["local"]),
-            "ray_wall_s": summarize(x["wall_s"] for x in r["ray"]),
             "agreement": {"same_paths_labels_reasons": all(a["same_paths_labels_reasons"] for a in r["agreement"]),
                           "max_abs_dp": max(a["max_abs_dp"] for a in r["agreement"])},
-            **costs, "images_per_core_second": summarize(per_core), "inference_share": summarize(share),
-        }
-    return {"measured": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)), "seconds": round(time.time() - began),
+            **{key: summarize(c[key] for c in r["costs"]) for key in ("decode_ms", "inference_ms")},
+            "images_per_core_second": summarize(1000 / t for t in total),
+            "inference_share": summarize(c["inference_ms"] / t for c, t in zip(r["costs"], total))}
+    return {"measured": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)),
+            "seconds": round(time.time() - began),
             "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
             "data": str(args.data), "distinct_images": len(files), "files": args.files, "rounds": args.rounds,
             "models": models, "ray_version": metadata.version("ray"), "hardware": hardware_report()}
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    cell = lambda s, digits=1: f"{num(s['median'], digits)} ({spread(s, digits)})"
-    lines = [
-        "# Folder inference through Ray Data against local emotion-infer (issue 15)", "",
-        f"Command: `{doc['command']}`", "",
+    throughput = [[f"`{model}`", f"{m['input_size'][0]}x{m['input_size'][1]}", mm(m["local_images_per_second"]),
+                   mm(m["ray_images_per_second"]), f"**{mm(m['ray_over_local'], 2)}**", mm(m["local_wall_s"]),
+                   mm(m["ray_wall_s"]), f"{m['ray']['actors']} actor x {m['ray']['actor_threads']} thread, "
+                   f"{m['ray']['cpus']:g} CPUs", f"{'yes' if m['agreement']['same_paths_labels_reasons'] else 'NO'}, "
+                   f"max dP {m['agreement']['max_abs_dp']:.1e}"] for model, m in doc["models"].items()]
+    costs = [[f"`{model}`", mm(m["decode_ms"], 2), mm(m["inference_ms"], 2), mm(m["images_per_core_second"]),
+              mm(m["inference_share"], 2)] for model, m in doc["models"].items()]
+    return page("Folder inference through Ray Data against local emotion-infer (issue 15)", doc, [
         f"Measured {doc['measured']} ({doc['seconds']} s) on **{doc['hardware']['cpu']}**, "
         f"{doc['hardware']['usable_cores']} cores shared with other jobs (load average "
-        f"{doc['load_average_at_start'][0]:.1f} at the start, {doc['load_average_at_end'][0]:.1f} at the end). Folder of "
-        f"{doc['files']} files ({doc['distinct_images']} distinct images of `{doc['data']}` repeated through symbolic "
-        f"links); {doc['rounds']} rounds, local and Ray side by side in each, the order alternating. Medians, (min–max) "
-        "beside them: on shared cores, read the ratio more than the rates, and a Ray / local ratio near or above 1 as "
-        "a tie (Ray's several processes can take a larger part of cores that other jobs share than one process).", "",
+        f"{doc['load_average_at_start'][0]:.1f} at the start, {doc['load_average_at_end'][0]:.1f} at the end). "
+        f"Folder of {doc['files']} files ({doc['distinct_images']} distinct images of `{doc['data']}` repeated through "
+        f"symbolic links); {doc['rounds']} rounds, local and Ray side by side in each, the order alternating. "
+        "Medians, (min–max) beside them: on shared cores, read the ratio more than the rates, and a Ray / local "
+        "ratio near or above 1 as a tie (Ray's several processes can take a larger part of cores that other jobs share than one process).", "",
         "## Throughput: the engine's overhead", "",
         "images/s is the summary's (first to last answer; for Ray it includes the actors' start); wall is the whole "
         f"command (Ray's start included). Ray {doc['ray_version']} here: a local instance on this machine, the pool "
         "sized by default.", "",
-        "| model | input | local images/s | Ray images/s | Ray / local | local wall s | Ray wall s | Ray pool | same answers |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for model, m in doc["models"].items():
-        pool = m["ray"]
-        lines.append(
-            f"| `{model}` | {m['input_size'][0]}x{m['input_size'][1]} | {cell(m['local_images_per_second'])} | "
-            f"{cell(m['ray_images_per_second'])} | **{cell(m['ray_over_local'], 2)}** | {cell(m['local_wall_s'])} | "
-            f"{cell(m['ray_wall_s'])} | {pool['actors']} actor x {pool['actor_threads']} thread, {pool['cpus']:g} CPUs | "
-            f"{'yes' if m['agreement']['same_paths_labels_reasons'] else 'NO'}, max dP "
-            f"{m['agreement']['max_abs_dp']:.1e} |")
-    lines += [
+        row_table(["model", "input", "local images/s", "Ray images/s", "Ray / local", "local wall s", "Ray wall s",
+                   "Ray pool", "same answers"], throughput),
         "", "## Cost per image on one core: sizing a cluster", "",
         "Decoding is the shared preprocessing of a 500x400 JPEG on one thread; inference is OpenVINO with one "
         "inference thread, as each thread of an actor runs it. A core gives 1000 / (decode + inference) images/s at "
         "best; the inference share is the part of the cores worth giving to the actors.", "",
-        "| model | decode ms | inference ms | images/s per core | inference share |",
-        "|---|---|---|---|---|",
-    ]
-    for model, m in doc["models"].items():
-        lines.append(f"| `{model}` | {cell(m['decode_ms'], 2)} | {cell(m['inference_ms'], 2)} | "
-                     f"{cell(m['images_per_core_second'])} | {cell(m['inference_share'], 2)} |")
-    lines += ["", "## Hardware and software", "", hardware_markdown(doc["hardware"]), ""]
-    return "\n".join(lines)
+        row_table(["model", "decode ms", "inference ms", "images/s per core", "inference share"], costs)])
 
 
 def summary(doc: dict[str, Any]) -> str:
     """Ray / local images/s for each model, one line each."""
-    return "\n".join(f"{model}: Ray / local {num(m['ray_over_local']['median'], 2)} "
-                     f"({num(m['ray_images_per_second']['median'])} against {num(m['local_images_per_second']['median'])}"
-                     " images/s)" for model, m in doc["models"].items())
+    return "\n".join(f"{model}: Ray / local {num(med(m['ray_over_local']), 2)} ({num(med(m['ray_images_per_second']))} "
+                     f"against {num(med(m['local_images_per_second']))} images/s)" for model, m in doc["models"].items())

@@ -1,4 +1,5 @@
-"""Writing results: one writer for every ``emotion-bench`` command, and the format benchmark's Markdown.
+"""Writing results: one writer and one page layout for every ``emotion-bench`` command, and the format benchmark's
+Markdown.
 
 Every command produces a JSON-ready document and a Markdown rendering of it; :func:`write` puts both (and a
 picture, when there is one) beside each other, each file complete or absent.
@@ -14,8 +15,6 @@ from typing import Any, Callable
 
 from emotion.export.parity import Check, table as gate_table
 from emotion.train import atomic
-
-from .hardware import hardware_markdown
 
 
 def jsonable(value: Any) -> Any:
@@ -48,6 +47,28 @@ def write(document: dict[str, Any], stem: Path, markdown: Callable[..., str],
     return paths + ([stem.with_suffix(".png")] if drawn else [])
 
 
+def page(title: str, document: dict[str, Any], sections: list[str], notes: list[str] = ()) -> str:
+    """A report as every command writes it: title, command line, machine line, ``sections``, the machine and
+    software in full, then ``notes``."""
+    hardware = document["hardware"]
+    machine = (f"Machine: {hardware['cpu']}, {hardware['usable_cores']} of {hardware['cores']} cores usable, "
+               f"Python {hardware['python']}, OpenVINO {hardware['versions'].get('openvino', '–')}.")
+    return "\n".join([f"# {title}", "", f"Command: `{document['command']}`", "", machine, "", *sections, "",
+                      "## Hardware and software", "", hardware_markdown(hardware)]
+                     + (["", "## Notes", "", *(f"- {note}" for note in notes)] if notes else [])) + "\n"
+
+
+def hardware_markdown(report: dict[str, Any]) -> str:
+    ov_cpu = report["openvino_cpu"]
+    rows = [["CPU", f"{report['cpu']} ({report['cores']} logical cores, {report['usable_cores']} usable)"],
+            ["ISA (/proc/cpuinfo)", ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in report["isa"].items())],
+            ["OpenVINO CPU capabilities", ", ".join(ov_cpu.get("optimization_capabilities", []))
+             or ov_cpu.get("error", "?")],
+            ["Memory", f"{report['memory_gib']} GiB"], ["OS", report["os"]], ["Python", report["python"]],
+            ["Libraries", ", ".join(f"{name} {v}" for name, v in report["versions"].items() if name != "python")]]
+    return row_table(["", ""], rows + [[key, str(value)] for key, value in report["hints"].items()])
+
+
 def num(value: Any, digits: int = 1) -> str:
     """A figure for a table: a dash when missing, scientific notation when too small for ``digits``."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -62,15 +83,22 @@ def med(summary: Any) -> float | None:
 
 
 def spread(summary: Any, digits: int = 1) -> str:
-    if not isinstance(summary, dict) or summary.get("median") is None:
+    if med(summary) is None:
         return "–"
     return f"{num(summary['min'], digits)}–{num(summary['max'], digits)}"
 
 
+def mm(summary: Any, digits: int = 1) -> str:
+    """``median (min–max)`` of a :func:`~.timing.summarize` result."""
+    return f"{num(med(summary), digits)} ({spread(summary, digits)})"
+
+
 def row_table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table, ``|`` inside cells escaped."""
-    lines = ["| " + " | ".join(h.replace("|", "\\|") for h in header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows])
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
 
 
 # -- the format benchmark ---------------------------------------------------------------------------------------
@@ -89,7 +117,8 @@ def main_table(document: dict[str, Any]) -> str:
         rows.append([f"`{row['format']}`", _status(row), num(row["size_mb"], 2), num(parity.get("accuracy"), 4),
                      num(parity.get("balanced_accuracy"), 4), num(parity.get("roc_auc"), 4),
                      "0 (reference)" if row["format"] == "keras" else num(parity.get("max_abs_dp"), 6),
-                     num(parity.get("label_agreement"), 1), *(num(med(latency.get(q)), 2) for q in ("p50", "p90", "p99")),
+                     num(parity.get("label_agreement"), 1),
+                     *(num(med(latency.get(q)), 2) for q in ("p50", "p90", "p99")),
                      num(med(t.get("throughput"))), num(med(t.get("e2e"))), num(med(t.get("cold_start_s")), 2),
                      num(med(t.get("peak_rss_mb")), 0)])
     return row_table(["Format", "Status", "Size (MB)", "Accuracy", "Balanced acc.", "ROC AUC", "max |dP|",
@@ -97,40 +126,36 @@ def main_table(document: dict[str, Any]) -> str:
                       "End-to-end (img/s)", "Cold start (s)", "Peak RSS (MB)"], rows)
 
 
-def _timed(document: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    return [row for row in document["formats"] if row["timings"].get(key)]
+def _timed(document: dict[str, Any], key: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(f"`{row['format']}`", row["timings"]) for row in document["formats"] if row["timings"].get(key)]
 
 
 def ceiling_table(document: dict[str, Any]) -> str:
-    rows = []
-    for row in _timed(document, "benchmark_app"):
-        t = row["timings"]
-        ba, ratios = t["benchmark_app"], t["ratios"]
-        rows.append([f"`{row['format']}`", num(med(t["latency_ms"]["p50"]), 2),
-                     f"{num(med(ba['latency_median_ms']), 2)} ({spread(ba['latency_median_ms'], 2)})",
-                     f"{num(ratios['latency'], 2)} ({spread(ratios['latency_per_round'], 2)})",
-                     num(med(t["throughput"])), f"{num(med(ba['throughput']))} ({spread(ba['throughput'])})",
-                     f"{num(ratios['throughput'], 2)} ({spread(ratios['throughput_per_round'], 2)})"])
+    rows = [[name, num(med(t["latency_ms"]["p50"]), 2), mm(t["benchmark_app"]["latency_median_ms"], 2),
+             f"{num(t['ratios']['latency'], 2)} ({spread(t['ratios']['latency_per_round'], 2)})",
+             num(med(t["throughput"])), mm(t["benchmark_app"]["throughput"]),
+             f"{num(t['ratios']['throughput'], 2)} ({spread(t['ratios']['throughput_per_round'], 2)})"]
+            for name, t in _timed(document, "benchmark_app")]
     return row_table(["Format", "Our latency p50 (ms)", "benchmark_app median (ms)", "Latency ratio (ours / ceiling)",
                       "Our throughput (img/s)", "benchmark_app (img/s)", "Throughput ratio (ours / ceiling)"],
                      rows) if rows else ""
 
 
-def cold_table(document: dict[str, Any]) -> str:
-    rows = [[f"`{row['format']}`", *(num(row["timings"]["cold_start_parts_s"][k], d) for k, d in (
-        ("import_seconds", 2), ("load_seconds", 2), ("first_result_seconds", 3))),
-        num(med(row["timings"]["cold_start_s"]), 2), num(med(row["timings"]["peak_rss_mb"]), 0)]
-        for row in _timed(document, "cold_start_parts_s")]
-    return row_table(["Format", "Import (s)", "Load (s)", "First result (s)", "Spawn to result (s)",
-                      "Peak RSS (MB)"], rows) if rows else ""
+def cold_table(rows: list[tuple[str, dict[str, Any]]], errors: bool = False) -> str:
+    """Cold starts by part: ``(name, coldstart.summarize(...))`` pairs, one row each."""
+    return row_table(
+        ["Path", "Spawn to result (s)", "Import (s)", "Load (s)", "First result (s)", "Peak RSS (MB)"]
+        + ["Errors"] * errors,
+        [[name, mm(c["cold_start_s"], 2), *(num(c["cold_start_parts_s"][part], d) for part, d in (
+            ("import_seconds", 2), ("load_seconds", 3), ("first_result_seconds", 3))), num(med(c["peak_rss_mb"]), 0)]
+         + ["; ".join(c.get("cold_start_errors", [])) or "none"] * errors for name, c in rows])
 
 
 def spread_table(document: dict[str, Any]) -> str:
-    rows = [[f"`{row['format']}`", spread(row["timings"]["latency_ms"]["p50"], 2),
-             spread(row["timings"]["throughput"]), spread(row["timings"]["e2e"]),
-             spread(row["timings"].get("cold_start_s"), 2), spread(row["timings"].get("peak_rss_mb"), 0),
-             str(row["timings"]["latency_iterations"]), "; ".join(row["errors"]) or "none"]
-            for row in _timed(document, "latency_ms")]
+    rows = [[f"`{row['format']}`", spread(t["latency_ms"]["p50"], 2), spread(t["throughput"]), spread(t["e2e"]),
+             spread(t.get("cold_start_s"), 2), spread(t.get("peak_rss_mb"), 0), str(t["latency_iterations"]),
+             "; ".join(row["errors"]) or "none"]
+            for row in document["formats"] for t in [row["timings"]] if t.get("latency_ms")]
     return row_table(["Format", "Latency p50 (ms)", "Throughput (img/s)", "End-to-end (img/s)", "Cold start (s)",
                       "Peak RSS (MB)", "Latency samples", "Errors"], rows)
 
@@ -138,8 +163,7 @@ def spread_table(document: dict[str, Any]) -> str:
 def markdown(document: dict[str, Any], plot_name: str | None = None) -> str:
     """The format benchmark's report: results, parity gate, ceiling, cold start, spread, machine."""
     images, settings, gate = document["images"], document["settings"], document["gate"]
-    out = [f"# emotion-bench: {Path(document['run']).name}", "", f"Command: `{document['command']}`", "",
-           f"Model `{document['model']['name']}` ({document['model']['architecture']}, input "
+    out = [f"Model `{document['model']['name']}` ({document['model']['architecture']}, input "
            f"{images['input_size'][0]}x{images['input_size'][1]}) from `{document['run']}`; export "
            f"`{document['export'] or 'temporary (exported for this run)'}`.",
            f"Images: {images['source']}: {images['count']} ({images['positives']} {images['labels'][1]}, "
@@ -176,9 +200,8 @@ def markdown(document: dict[str, Any], plot_name: str | None = None) -> str:
                 "latency and throughput are read from its JSON statistics report. Each of our measurements runs "
                 "right before its benchmark_app counterpart; the ratios are the medians (min–max) of those per-round "
                 "pairs. Latency ratio above 1: we are slower; throughput ratio below 1: we are slower."]
-    if cold_table(document):
-        out += ["", "## Cold start, by part (medians)", "", cold_table(document)]
-    out += ["", "## Spread over rounds (min–max)", "", spread_table(document),
-            "", "## Hardware and software", "", hardware_markdown(document["hardware"])]
-    out += ["", "## Notes", ""] + [f"- {note}" for note in document["notes"]] if document["notes"] else []
-    return "\n".join(out) + "\n"
+    cold = _timed(document, "cold_start_parts_s")
+    if cold:
+        out += ["", "## Cold start, by part (medians)", "", cold_table(cold)]
+    out += ["", "## Spread over rounds (min–max)", "", spread_table(document)]
+    return page(f"emotion-bench: {Path(document['run']).name}", document, out, document["notes"])

@@ -3,12 +3,13 @@
 One loop over the formats, one :class:`FormatResult` each, errors caught per format: check the arguments (no
 TensorFlow) -> export when no ``--export`` is given -> read the images once through the shared preprocessing ->
 load each format in a worker process -> predictions on identical input, parity against Keras through the
-shared gate -> ``repeats`` rounds of timings, the formats in rotating order, each OpenVINO timing right before
-the matching ``benchmark_app`` run -> medians and spread.
+shared gate -> ``--repeats`` rounds of timings, the formats in rotating order, each OpenVINO timing right
+before the matching ``benchmark_app`` run -> medians and spread.
 """
 
 from __future__ import annotations
 
+import argparse
 import enum
 import math
 import os
@@ -18,7 +19,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -26,13 +27,15 @@ from emotion.export.formats import FORMATS, Format, exported_file, parse_formats
 from emotion.export.openvino_export import cpu_supports_bf16
 from emotion.export.parity import DEFAULT_LIMITS, Check, Limits, compare, judge, passed
 from emotion.runtime import ModelInfo, ModelLoadError, resolve_model
+from emotion.runtime.console import positive_float, positive_int
 from emotion.train.data import DataError, Sample, load_dataset, load_images
 from emotion.train.model_io import ModelFileError, read_info
 from emotion.train.run_folder import RunFolder, locate
 
 from . import coldstart
 from .hardware import hardware_report
-from .timing import percentiles_ms, ratio, rotations, run_benchmark_app, summarize
+from .report import main_table, markdown  # noqa: F401 - markdown: this command's report
+from .timing import interleave, percentiles_ms, ratio, run_benchmark_app, summarize
 from .workers import FormatWorker
 
 TIMINGS = ("latency", "ba_latency", "throughput", "ba_throughput", "e2e", "cold_start", "latency_ratio",
@@ -48,24 +51,6 @@ class Status(str, enum.Enum):
     SKIPPED = "skipped"  # cannot run on this machine (bf16 without CPU support)
     UNAVAILABLE = "unavailable"  # the export has no file for it
     ERROR = "error"  # it failed to load or to predict; the reason is kept
-
-
-@dataclass
-class BenchConfig:
-    run: Path
-    data: Path | None = None
-    export: Path | None = None
-    formats: Sequence[str] | None = None
-    repeats: int = 3
-    seconds: float = 3.0  # each latency and throughput measurement
-    ba_seconds: float | None = None  # benchmark_app -t (default: seconds)
-    warmup: int = 5
-    e2e_images: int = 200  # the validation files repeated up to this many per end-to-end run
-    cold_start: bool = True
-    ceiling: bool = True
-    limits: dict[str, Limits] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
-    device: str = "CPU"
-    command: str = ""
 
 
 @dataclass
@@ -86,9 +71,19 @@ class FormatResult:
     def fail(self, status: Status, reason: str) -> None:
         self.status, self.reason = status, reason
 
+    def keep(self, key: str, work: Callable[[], Any]) -> Any:
+        """``work()``'s value, or None with its failure (an exception or an ``error`` entry) kept in ``errors``."""
+        try:
+            value = work()
+        except RuntimeError as exc:
+            value = {"error": str(exc)}
+        if isinstance(value, dict) and value.get("error"):
+            self.errors.append(f"{key}: {value['error']}")
+            return None
+        return value
+
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        return {**data, "status": self.status.value, "check": self.check.to_dict() if self.check else None}
+        return {**asdict(self), "status": self.status.value, "check": self.check.to_dict() if self.check else None}
 
 
 @dataclass
@@ -106,23 +101,77 @@ class Inputs:
     notes: list[str]
 
 
-def prepare(config: BenchConfig) -> Inputs:
+def _limit(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="training run folder (model.keras, split.csv, run.json), or a .keras file")
+    parser.add_argument("--data", metavar="DATA", help="labelled image folder (DATA/Negative, DATA/Positive) the run's "
+                        "split.csv refers to (default: the run's data_root); its validation images are used, or all "
+                        "its images when split.csv does not match it")
+    parser.add_argument("--export", metavar="DIR", help="export folder (emotion-export --out DIR); default: export the "
+                        "run into a temporary folder")
+    parser.add_argument("--formats", nargs="+", metavar="F", help=f"formats to measure (default: all): {', '.join(FORMATS)}")
+    parser.add_argument("--out", metavar="DIR", help="folder for NAME.md, NAME.json, NAME.png (default: RUN/benchmark)")
+    parser.add_argument("--name", default="benchmark", help="file name stem of the outputs (default: %(default)s)")
+    parser.add_argument("--repeats", type=positive_int, default=3, metavar="N",
+                        help="rounds of timings; medians and min-max are reported (default: %(default)s)")
+    parser.add_argument("--seconds", type=positive_float, default=3.0, metavar="S",
+                        help="duration of each latency and throughput measurement (default: %(default)s)")
+    parser.add_argument("--ba-seconds", type=positive_float, metavar="S", help="benchmark_app -t (default: --seconds)")
+    parser.add_argument("--warmup", type=int, default=5, metavar="N", help="untimed inferences before latency timing")
+    parser.add_argument("--e2e-images", type=positive_int, default=200, metavar="N",
+                        help="files per end-to-end run: the validation files repeated up to N (default: %(default)s)")
+    parser.add_argument("--no-cold-start", action="store_true", help="skip the cold-start processes")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip benchmark_app")
+    parser.add_argument("--device", default="CPU", help="OpenVINO device (default: CPU)")
+    gate = parser.add_argument_group("parity gate (exit status 1 when a limit is broken)")
+    gate.add_argument("--no-gate", action="store_true", help="report parity, never fail on it")
+    fp32 = DEFAULT_LIMITS["fp32"]
+    gate.add_argument("--gate-fp32-auc", type=_limit, default=fp32.max_d_auc, metavar="X",
+                      help="onnxruntime, openvino-fp32: max |dAUC| (default: %(default)g)")
+    gate.add_argument("--gate-fp32-agreement", type=_limit, default=fp32.min_agreement, metavar="PCT",
+                      help="onnxruntime, openvino-fp32: min label agreement %% with Keras, ties at the threshold "
+                      "excepted (default: %(default)g)")
+    gate.add_argument("--gate-fp32-max-dp", type=_limit, default=fp32.max_abs_dp, metavar="X",
+                      help="onnxruntime, openvino-fp32: max |P - P_keras| (default: %(default)g)")
+    for name in ("bf16", "fp16", "int8"):
+        gate.add_argument(f"--gate-{name}-auc", type=_limit, default=DEFAULT_LIMITS[name].max_d_auc, metavar="X",
+                          help=f"openvino-{name}: max |dAUC| (default: %(default)g)")
+
+
+def _limits(args: argparse.Namespace) -> dict[str, Limits]:
+    if args.no_gate:
+        return {}
+    return {"fp32": Limits(args.gate_fp32_max_dp, args.gate_fp32_agreement, args.gate_fp32_auc),
+            **{name: Limits(max_d_auc=getattr(args, f"gate_{name}_auc")) for name in ("bf16", "fp16", "int8")}}
+
+
+def prepare(args: argparse.Namespace) -> Inputs:
     """Everything that can be refused before slow work.
 
     Raises:
         BenchError: one line saying what is wrong and what to pass instead.
     """
-    if not Path(config.run).expanduser().exists():
-        raise BenchError(f"run {config.run} does not exist; give a training run folder (or a .keras file)")
+    if not Path(args.run).expanduser().exists():
+        raise BenchError(f"run {args.run} does not exist; give a training run folder (or a .keras file)")
     try:
-        formats = parse_formats(config.formats)
-        keras_file, run = locate(config.run)
+        formats = parse_formats(args.formats)
+        keras_file, run = locate(args.run)
         info = read_info(keras_file)
     except (ValueError, ModelFileError) as exc:
         raise BenchError(str(exc)) from None
-    data = _data_folder(config.data, run, info)
+    data = _labelled(Path(args.data).expanduser() if args.data else _run_data(run), info)
     samples, source, notes = _images(data, run, info)
-    export = None if config.export is None else Path(config.export).expanduser()
+    export = None if args.export is None else Path(args.export).expanduser()
     if export is not None:
         if not export.is_dir():
             raise BenchError(f"export {export} does not exist or is not a folder; make one with "
@@ -134,13 +183,11 @@ def prepare(config: BenchConfig) -> Inputs:
     return Inputs(keras_file, run, info, data, samples, source, export, formats, notes)
 
 
-def _data_folder(data: Path | None, run: RunFolder | None, info: ModelInfo) -> Path:
-    if data is None:
-        try:
-            return _labelled(run.data_root() if run else None, info)
-        except DataError as exc:
-            raise BenchError(f"no --data given and {exc}") from None
-    return _labelled(Path(data).expanduser(), info)
+def _run_data(run: RunFolder | None) -> Path | None:
+    try:
+        return run.data_root() if run else None
+    except DataError as exc:
+        raise BenchError(f"no --data given and {exc}") from None
 
 
 def _labelled(data: Path | None, info: ModelInfo) -> Path:
@@ -159,31 +206,27 @@ def _labelled(data: Path | None, info: ModelInfo) -> Path:
 def _images(data: Path, run: RunFolder | None, info: ModelInfo) -> tuple[list[Sample], str, list[str]]:
     """The run's validation images found in ``data``, or else every labelled image of ``data``."""
     notes: list[str] = []
-    if run is not None:
-        try:
-            validation = run.split(data).validation
-        except DataError as exc:
-            raise BenchError(str(exc)) from None
+    try:
+        validation = run.split(data).validation if run else []
         present = [s for s in validation if s.path.is_file()]
         if len(present) < len(validation):
             notes.append(f"{len(validation) - len(present)} of the run's validation images are not in {data}"
                          + ("" if present else ": all of DATA's images are used"))
         if present:
             return present, f"{len(present)} validation-split images of {data} (split.csv of the run)", notes
-    try:
         samples = load_dataset(data, info.labels).samples
     except DataError as exc:
         raise BenchError(str(exc)) from None
     return samples, f"all {len(samples)} labelled images of {data}", notes
 
 
-def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+def run(args: argparse.Namespace, progress: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Measure every format; the result document (what ``--json`` prints and the report is written from).
 
     Raises:
         BenchError: bad input, found before any measurement.
     """
-    inputs = prepare(config)
+    inputs = prepare(args)
     started = time.time()
     measured = [FORMATS["keras"]] + [f for f in inputs.formats if f.backend != "keras"]  # Keras: the reference
     results = {f.name: FormatResult(f.name, f.description) for f in measured}
@@ -195,19 +238,26 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda text
         try:
             for fmt in measured:
                 progress(f"loading {fmt.name}")
-                worker = _start(fmt, results[fmt.name], inputs, export, Path(scratch) / "images.npy", config)
+                worker = _start(fmt, results[fmt.name], inputs, export, Path(scratch) / "images.npy", args.device)
                 if worker is not None:
                     workers[fmt.name] = worker
-            predictions = _predict_and_check(workers, results, y, inputs.info, config.limits)
+            predictions = _predict_and_check(workers, results, y, inputs.info, _limits(args))
             if "keras" in [f.name for f in inputs.formats]:
-                other_calls = _keep(results["keras"], "other calls", lambda: workers["keras"].call("other_calls"))
-                results["keras"].timings["other_calls_ms"] = other_calls
-            _time(workers, results, inputs, config, files, progress)
+                keras = results["keras"]
+                keras.timings["other_calls_ms"] = keras.keep("other calls",
+                                                             lambda: workers["keras"].call("other_calls"))
+            timed = [f for f in inputs.formats if f.name in workers]
+            e2e_files = (files * math.ceil(args.e2e_images / len(files)))[: max(len(files), args.e2e_images)]
+            rounds = interleave({f.name: lambda f=f: _round(f, workers[f.name], results[f.name], inputs, args,
+                                                             files[0], e2e_files, progress) for f in timed},
+                                args.repeats, progress)
+            for fmt in timed:
+                _aggregate([r[fmt.name] for r in rounds], results[fmt.name], len(files))
         finally:
             for worker in workers.values():
                 worker.close()
     rows = [results[name] for name in FORMATS if name in results]
-    return _document(config, inputs, rows, y, predictions, files, started)
+    return _document(args, inputs, rows, y, predictions, files, started)
 
 
 def _export(inputs: Inputs, out: Path, progress: Callable[[str], None]) -> Path | None:
@@ -240,7 +290,7 @@ def _read_images(inputs: Inputs, progress: Callable[[str], None]) -> tuple[np.nd
 
 
 def _start(fmt: Format, result: FormatResult, inputs: Inputs, export: Path | None, images: Path,
-           config: BenchConfig) -> FormatWorker | None:
+           device: str) -> FormatWorker | None:
     """The format's worker, or None with the result's status saying why it cannot run."""
     if fmt.precision == "bf16" and not cpu_supports_bf16():
         result.fail(Status.SKIPPED, "this CPU has no BF16 support (OpenVINO OPTIMIZATION_CAPABILITIES)")
@@ -253,7 +303,7 @@ def _start(fmt: Format, result: FormatResult, inputs: Inputs, export: Path | Non
     result.model = os.fspath(path)
     result.size_mb = sum(p.stat().st_size for p in (path, path.with_suffix(".bin")) if p.is_file()) / 1e6
     try:
-        worker = FormatWorker(fmt, path, images, inputs.info, config.device)
+        worker = FormatWorker(fmt, path, images, inputs.info, device)
     except RuntimeError as exc:
         result.fail(Status.ERROR, str(exc))
         return None
@@ -276,107 +326,71 @@ def _predict_and_check(workers: dict[str, FormatWorker], results: dict[str, Form
             workers.pop(name).close()
     if "keras" not in predictions:
         raise BenchError(f"the Keras model cannot be run: {results['keras'].reason}")
-    reference = predictions["keras"]
     for name, result in results.items():
-        fmt = FORMATS[name]
-        parity = compare(predictions[name], reference, y, info.threshold) if name in predictions else None
+        parity = compare(predictions[name], predictions["keras"], y, info.threshold) if name in predictions else None
         error = None if result.status is Status.OK else f"{result.status.value}: {result.reason}"
-        result.check = judge(name, fmt.parity_class, parity,
+        result.check = judge(name, FORMATS[name].parity_class, parity,
                              limits if result.status is not Status.SKIPPED else {}, error)
     return predictions
 
 
-def _time(workers: dict[str, FormatWorker], results: dict[str, FormatResult], inputs: Inputs, config: BenchConfig,
-          files: list[str], progress: Callable[[str], None]) -> None:
-    """``repeats`` rounds over the timed formats, the first one rotating; then medians and spread per format."""
-    timed = [f for f in inputs.formats if f.name in workers]
-    samples: dict[str, dict[str, list]] = {f.name: {key: [] for key in TIMINGS} for f in timed}
-    e2e_files = (files * math.ceil(config.e2e_images / len(files)))[: max(len(files), config.e2e_images)]
-    for r, order in rotations(timed, config.repeats):
-        for fmt in order:
-            progress(f"round {r + 1}/{config.repeats}: {fmt.name}")
-            _round(fmt, workers[fmt.name], results[fmt.name], samples[fmt.name], inputs, config, files[0], e2e_files)
-    for fmt in timed:
-        results[fmt.name].timings = _aggregate(samples[fmt.name], results[fmt.name], len(files))
-
-
-def _round(fmt: Format, worker: FormatWorker, result: FormatResult, samples: dict[str, list], inputs: Inputs,
-           config: BenchConfig, image: str, e2e_files: list[str]) -> None:
+def _round(fmt: Format, worker: FormatWorker, result: FormatResult, inputs: Inputs, args: argparse.Namespace,
+           image: str, e2e_files: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
     """One round of every timing of one format; a failed measurement is kept as an error of the row."""
-    def measure(key: str, work: Callable[[], Any]) -> Any:
-        value = _keep(result, key, work)
-        if value is not None:
-            samples[key].append(value)
-        return value
-
-    seconds, ba_seconds = config.seconds, config.ba_seconds or config.seconds
+    progress(f"timing {fmt.name}")
+    done: dict[str, Any] = {}
     shape = [1, inputs.info.input_height, inputs.info.input_width, 3]
-    for hint, key, ours_figure, ba_figure in (("latency", "latency", "p50", "median_latency_ms"),
-                                              ("throughput", "throughput", "images_per_second", "throughput")):
-        ours = measure(key, lambda: percentiles_ms(worker.call("latency", seconds=seconds, warmup=config.warmup))
-                       if hint == "latency" else worker.call("throughput", seconds=seconds))
-        if fmt.openvino and config.ceiling:  # right after ours: the pair shares the machine's mood
-            ceiling = measure(f"ba_{key}", lambda: _benchmark_app(result.model, shape, hint, fmt.precision,
-                                                                  ba_seconds, config.device))
-            if ours and ceiling:
-                samples[f"{key}_ratio"].append(ratio(ours[ours_figure], ceiling.get(ba_figure)))
-    measure("e2e", lambda: worker.call("e2e", files=e2e_files))
-    if config.cold_start:
-        measure("cold_start", lambda: coldstart.measure(fmt.name, result.model, image, device=config.device))
+    for hint, ours_figure, ba_figure in (("latency", "p50", "median_latency_ms"),
+                                         ("throughput", "images_per_second", "throughput")):
+        done[hint] = result.keep(hint, lambda: percentiles_ms(
+            worker.call("latency", seconds=args.seconds, warmup=max(0, args.warmup))) if hint == "latency"
+            else worker.call("throughput", seconds=args.seconds))
+        if fmt.openvino and not args.no_ceiling:  # right after ours: the pair shares the machine's mood
+            done[f"ba_{hint}"] = result.keep(f"ba_{hint}", lambda: run_benchmark_app(
+                result.model, shape, hint, fmt.precision, args.ba_seconds or args.seconds, args.device))
+            if done[hint] and done[f"ba_{hint}"]:
+                done[f"{hint}_ratio"] = ratio(done[hint][ours_figure], done[f"ba_{hint}"].get(ba_figure))
+    done["e2e"] = result.keep("e2e", lambda: worker.call("e2e", files=e2e_files))
+    if not args.no_cold_start:
+        done["cold_start"] = result.keep("cold_start", lambda: coldstart.measure(fmt.name, result.model, image,
+                                                                                 device=args.device))
+    return done
 
 
-def _keep(result: FormatResult, key: str, work: Callable[[], Any]) -> Any:
-    try:
-        value = work()
-    except RuntimeError as exc:
-        result.errors.append(f"{key}: {exc}")
-        return None
-    if isinstance(value, dict) and value.get("error"):
-        result.errors.append(f"{key}: {value['error']}")
-        return None
-    return value
-
-
-def _benchmark_app(model: str, shape: list[int], hint: str, precision: str, seconds: float,
-                   device: str) -> dict[str, Any]:
-    return run_benchmark_app(model, shape, hint, precision, seconds, device).to_dict()
-
-
-def _aggregate(s: dict[str, list], result: FormatResult, n_files: int) -> dict[str, Any]:
-    """Medians and spread of the rounds' measurements of one format."""
-    out: dict[str, Any] = {k: v for k, v in result.timings.items()}
-    out["latency_ms"] = {q: summarize(m[q] for m in s["latency"]) for q in ("p50", "p90", "p99", "mean")}
-    out["latency_iterations"] = sum(m["n"] for m in s["latency"])
-    out["throughput"] = summarize(m["images_per_second"] for m in s["throughput"])
-    out["throughput_requests"] = next((m.get("requests") for m in s["throughput"]), None)
-    out["e2e"] = summarize(m["images_per_second"] for m in s["e2e"])
+def _aggregate(rounds: list[dict[str, Any]], result: FormatResult, n_files: int) -> None:
+    """Medians and spread of the rounds' measurements of one format, into its timings."""
+    s = {key: [r[key] for r in rounds if r.get(key) is not None] for key in TIMINGS}
+    t = result.timings
+    t["latency_ms"] = {q: summarize(m[q] for m in s["latency"]) for q in ("p50", "p90", "p99", "mean")}
+    t["latency_iterations"] = sum(m["n"] for m in s["latency"])
+    t["throughput"] = summarize(m["images_per_second"] for m in s["throughput"])
+    t["throughput_requests"] = next((m.get("requests") for m in s["throughput"]), None)
+    t["e2e"] = summarize(m["images_per_second"] for m in s["e2e"])
     if sum(m["errors"] for m in s["e2e"]):
         result.errors.append(f"e2e: {sum(m['errors'] for m in s['e2e'])} files failed")
     if s["e2e"]:  # compared with the predictions on the arrays by _document
-        out["e2e_files"] = np.asarray(s["e2e"][0]["probabilities"], np.float64)[:n_files]
+        t["e2e_files"] = np.asarray(s["e2e"][0]["probabilities"], np.float64)[:n_files]
     if s["cold_start"]:
-        out["cold_start_s"] = summarize(m["since_spawn_seconds"] for m in s["cold_start"])
-        out["cold_start_parts_s"] = {k: summarize(m[k] for m in s["cold_start"])["median"]
-                                     for k in ("import_seconds", "load_seconds", "first_result_seconds")}
-        out["peak_rss_mb"] = summarize(m["peak_rss_mb"] for m in s["cold_start"])
+        t.update(coldstart.summary(s["cold_start"]))
+        del t["cold_start_errors"]  # kept in the row's errors already
     if s["ba_latency"] or s["ba_throughput"]:
         ba_latency = summarize(m["median_latency_ms"] for m in s["ba_latency"])
         ba_throughput = summarize(m["throughput"] for m in s["ba_throughput"])
-        out["benchmark_app"] = {
+        t["benchmark_app"] = {
             "latency_median_ms": ba_latency, "throughput": ba_throughput,
             "commands": [m["command"] for m in s["ba_latency"][:1] + s["ba_throughput"][:1]],
             "requests_throughput": next((m.get("requests") for m in s["ba_throughput"]), None)}
         # the pairs measured back to back in each round: latency ours/benchmark_app (above 1: slower than the
         # ceiling), throughput ours/benchmark_app (below 1: slower); the ratio of the medians beside them
-        out["ratios"] = {
-            "latency": summarize(s["latency_ratio"])["median"], "throughput": summarize(s["throughput_ratio"])["median"],
-            "latency_per_round": summarize(s["latency_ratio"]), "throughput_per_round": summarize(s["throughput_ratio"]),
-            "latency_of_medians": ratio(out["latency_ms"]["p50"]["median"], ba_latency["median"]),
-            "throughput_of_medians": ratio(out["throughput"]["median"], ba_throughput["median"])}
-    return out
+        per_round = {key: summarize(s[f"{key}_ratio"]) for key in ("latency", "throughput")}
+        t["ratios"] = {
+            "latency": per_round["latency"]["median"], "throughput": per_round["throughput"]["median"],
+            "latency_per_round": per_round["latency"], "throughput_per_round": per_round["throughput"],
+            "latency_of_medians": ratio(t["latency_ms"]["p50"]["median"], ba_latency["median"]),
+            "throughput_of_medians": ratio(t["throughput"]["median"], ba_throughput["median"])}
 
 
-def _document(config: BenchConfig, inputs: Inputs, rows: list[FormatResult], y: np.ndarray,
+def _document(args: argparse.Namespace, inputs: Inputs, rows: list[FormatResult], y: np.ndarray,
               predictions: dict[str, np.ndarray], files: list[str], started: float) -> dict[str, Any]:
     """The JSON document of the run: settings, one entry per format, the gate, the machine."""
     for row in rows:  # the files read by predict_many must give the answers the arrays gave
@@ -386,21 +400,21 @@ def _document(config: BenchConfig, inputs: Inputs, rows: list[FormatResult], y: 
     checks = [row.check for row in rows if row.check and row.format in [f.name for f in inputs.formats]]
     info = inputs.info
     return {
-        "tool": "emotion-bench", "command": config.command,
-        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "tool": "emotion-bench", "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "seconds": round(time.time() - started, 1),
-        "run": os.fspath(inputs.run.path if inputs.run else inputs.keras_file), "keras_file": os.fspath(inputs.keras_file),
-        "export": os.fspath(config.export) if config.export else None, "data": os.fspath(inputs.data),
+        "run": os.fspath(inputs.run.path if inputs.run else inputs.keras_file),
+        "keras_file": os.fspath(inputs.keras_file),
+        "export": os.fspath(inputs.export) if inputs.export else None, "data": os.fspath(inputs.data),
         "images": {"source": inputs.source, "count": int(len(y)), "positives": int(np.sum(y == 1)),
                    "negatives": int(np.sum(y == 0)), "input_size": [info.input_height, info.input_width],
                    "threshold": info.threshold, "labels": list(info.labels)},
         "model": {"name": info.name, "architecture": info.architecture, "version": info.version},
-        "settings": {"repeats": config.repeats, "seconds": config.seconds,
-                     "benchmark_app_seconds": config.ba_seconds or config.seconds, "warmup": config.warmup,
-                     "e2e_images": max(len(files), config.e2e_images), "device": config.device,
-                     "cold_start": config.cold_start, "ceiling": config.ceiling},
+        "settings": {"repeats": args.repeats, "seconds": args.seconds,
+                     "benchmark_app_seconds": args.ba_seconds or args.seconds, "warmup": max(0, args.warmup),
+                     "e2e_images": max(len(files), args.e2e_images), "device": args.device,
+                     "cold_start": not args.no_cold_start, "ceiling": not args.no_ceiling},
         "formats": [row.to_dict() for row in rows],
-        "gate": {"passed": passed(checks), "limits": {k: asdict(v) for k, v in config.limits.items()},
+        "gate": {"passed": passed(checks), "limits": {k: asdict(v) for k, v in _limits(args).items()},
                  "failures": {c.format: c.problems for c in checks if c.verdict.value == "fail"}},
         "hardware": hardware_report({
             "latency": "PERFORMANCE_HINT=LATENCY, batch 1, synchronous (EmotionClassifier.predict on a uint8 array)",
@@ -409,3 +423,7 @@ def _document(config: BenchConfig, inputs: Inputs, rows: list[FormatResult], y: 
             "OpenVINO model cache": "off for every measurement (cold start without cache)"}),
         "notes": inputs.notes,
     }
+
+
+def summary(document: dict[str, Any]) -> str:
+    return main_table(document) + f"\n\nparity gate {'passed' if document['gate']['passed'] else 'FAILED'}"

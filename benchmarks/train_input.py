@@ -1,4 +1,4 @@
-"""Training-input benchmark: our pipeline against a naive per-image loop like the seed's generator.
+"""``emotion-bench train-input DATA``: our training input pipeline against a naive per-image loop like the seed's.
 
 Both produce the same thing, augmented float batches of the seed's 400x500 input from image files:
 
@@ -8,21 +8,16 @@ Both produce the same thing, augmented float batches of the seed's 400x500 input
   ``tf.data`` shuffles and warps whole batches in parallel.
 
 Measured side by side in one process, interleaved and repeated (the machine is shared and noisy): input-only
-images/s, and the time of one training epoch of the seed model fed by each. Run:
-
-    emotion-bench train-input ../shared/data/oasis-dev --out benchmarks/results/train_input.md
+images/s, and the time of one training epoch of the seed model fed by each.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -30,7 +25,15 @@ from emotion.runtime.console import positive_int
 from emotion.runtime.preprocess import PreprocessSpec
 
 from .hardware import hardware_report
-from .timing import rotations
+from .report import num, page, row_table
+from .timing import interleave
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="labelled image folder (DATA/Negative, DATA/Positive)")
+    parser.add_argument("--repeats", type=positive_int, default=2, help="interleaved epochs of each (default 2)")
+    parser.add_argument("--no-train", action="store_true", help="input pipeline only, no training epochs")
+    parser.add_argument("--limit", type=positive_int, help="use only the first N training images")
 
 
 def _naive_batches(samples, size, batch_size, rng):
@@ -44,135 +47,94 @@ def _naive_batches(samples, size, batch_size, rng):
     for start in range(0, len(order), batch_size):
         xs, ys = [], []
         for i in order[start : start + batch_size]:
-            img = keras.utils.load_img(samples[i].path, target_size=size)
-            x = keras.utils.img_to_array(img)
+            x = keras.utils.img_to_array(keras.utils.load_img(samples[i].path, target_size=size))
             xs.append(gen.random_transform(x) / 255.0)
             ys.append(samples[i].label)
         yield np.stack(xs).astype(np.float32), np.array(ys, np.float32)
 
 
-def measure(data: Path, epochs_repeat: int = 2, batch_size: int = 32, train_epochs: bool = True, limit: int | None = None) -> dict:
+def _seconds(work: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def _drain(batches: Iterable) -> None:
+    for _ in batches:
+        pass
+
+
+def _side_by_side(ways: dict[str, Callable[[], float]], rounds: int, images: int) -> dict[str, Any]:
+    """Seconds of the naive way and the pipeline in each interleaved round; images/s of their medians."""
+    done = interleave(ways, rounds)
+    seconds = {name: [r[name] for r in done] for name in ways}
+    rate = {name: images / statistics.median(values) for name, values in seconds.items()}
+    return {"naive_seconds": seconds["naive"], "pipeline_seconds": seconds["pipeline"],
+            "naive_images_per_second": rate["naive"], "pipeline_images_per_second": rate["pipeline"],
+            "speedup": rate["pipeline"] / rate["naive"]}
+
+
+def run(args: argparse.Namespace, progress: Callable[[str], None], batch_size: int = 32) -> dict[str, Any]:
+    """Measure both input paths on DATA's training split; the document."""
     import keras
-    import tensorflow as tf
 
     from emotion.train import models
     from emotion.train.data import load_dataset, load_images, stratified_split
     from emotion.train.trainer import TrainConfig, _datasets
 
-    spec = PreprocessSpec()
-    split = stratified_split(load_dataset(data))
-    samples = split.train[:limit] if limit else split.train
-    n = len(samples)
-    rng = np.random.default_rng(0)
-
-    t0 = time.perf_counter()
+    progress(f"naive loop against the pipeline on {args.data}")
+    data, spec, rng = Path(args.data), PreprocessSpec(), np.random.default_rng(0)
+    samples = stratified_split(load_dataset(data)).train[: args.limit]
+    started = time.perf_counter()
     x, y, _ = load_images(samples, spec)
-    decode_s = time.perf_counter() - t0
-    cfg = TrainConfig(data=data, out=Path("unused"), batch_size=batch_size).resolve()
-    train_ds, _ = _datasets(x, y, x[:1], y[:1], cfg)
+    decode_s = time.perf_counter() - started
+    train_ds, _ = _datasets(x, y, x[:1], y[:1], TrainConfig(data=data, out=Path("unused"),
+                                                            batch_size=batch_size).resolve())
+    _drain(train_ds)  # warm-up: tf.data graph tracing
+    result = {"data": str(data), "images_per_epoch": len(samples), "input_size": list(spec.size),
+              "batch_size": batch_size, "decode_once_seconds": decode_s,
+              "decode_once_images_per_second": len(samples) / decode_s, "input_only": _side_by_side(
+                  {"naive": lambda: _seconds(lambda: _drain(_naive_batches(samples, spec.size, batch_size, rng))),
+                   "pipeline": lambda: _seconds(lambda: _drain(train_ds))}, args.repeats, len(samples))}
 
-    def naive_epoch() -> float:
-        t = time.perf_counter()
-        for _ in _naive_batches(samples, spec.size, batch_size, rng):
-            pass
-        return time.perf_counter() - t
+    def fit_epoch(source: Iterable) -> float:
+        keras.utils.set_random_seed(0)
+        model = models.build("seed")
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+        model.fit(x[:batch_size], y[:batch_size].astype(np.float32), epochs=1, verbose=0)  # build + trace
+        return _seconds(lambda: model.fit(source, epochs=1, verbose=0,
+                                          steps_per_epoch=int(np.ceil(len(samples) / batch_size))))
 
-    def pipeline_epoch() -> float:
-        t = time.perf_counter()
-        for _ in train_ds:
-            pass
-        return time.perf_counter() - t
-
-    pipeline_epoch()  # warm-up: tf.data graph tracing
-    epochs: dict[str, list[float]] = {"naive": [], "pipeline": []}
-    for _, order in rotations(list(epochs), epochs_repeat):
-        for name in order:
-            epochs[name].append(naive_epoch() if name == "naive" else pipeline_epoch())
-    input_naive, input_pipe = epochs["naive"], epochs["pipeline"]
-
-    result: dict = {
-        "data": str(data), "images_per_epoch": n, "input_size": list(spec.size), "batch_size": batch_size,
-        "decode_once_seconds": round(decode_s, 2), "decode_once_images_per_second": round(n / decode_s, 1),
-        "input_only": {
-            "naive_seconds": [round(s, 2) for s in input_naive],
-            "pipeline_seconds": [round(s, 2) for s in input_pipe],
-            "naive_images_per_second": round(n / statistics.median(input_naive), 1),
-            "pipeline_images_per_second": round(n / statistics.median(input_pipe), 1),
-        },
-    }
-    result["input_only"]["speedup"] = round(statistics.median(input_naive) / statistics.median(input_pipe), 2)
-
-    if train_epochs:
-        def fit_epoch(source) -> float:
-            keras.utils.set_random_seed(0)
-            model = models.build("seed")
-            model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-            model.fit(x[:batch_size], y[:batch_size].astype(np.float32), epochs=1, verbose=0)  # build + trace
-            t = time.perf_counter()
-            model.fit(source() if callable(source) else source, epochs=1, verbose=0,
-                      steps_per_epoch=int(np.ceil(n / batch_size)))
-            return time.perf_counter() - t
-
-        fits: dict[str, list[float]] = {"naive": [], "pipeline": []}
-        for _, order in rotations(list(fits), max(1, epochs_repeat - 1)):
-            for name in order:
-                fits[name].append(fit_epoch(lambda: _naive_batches(samples, spec.size, batch_size, rng))
-                                  if name == "naive" else fit_epoch(train_ds))
-        naive_fit, pipe_fit = fits["naive"], fits["pipeline"]
-        result["training_epoch"] = {
-            "naive_seconds": [round(s, 2) for s in naive_fit],
-            "pipeline_seconds": [round(s, 2) for s in pipe_fit],
-            "naive_images_per_second": round(n / statistics.median(naive_fit), 1),
-            "pipeline_images_per_second": round(n / statistics.median(pipe_fit), 1),
-            "speedup": round(statistics.median(naive_fit) / statistics.median(pipe_fit), 2),
-        }
-    result["machine"] = {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                         "tensorflow": tf.__version__, "keras": keras.__version__}
-    result["hardware"] = hardware_report()
-    return result
+    if not args.no_train:
+        result["training_epoch"] = _side_by_side(
+            {"naive": lambda: fit_epoch(_naive_batches(samples, spec.size, batch_size, rng)),
+             "pipeline": lambda: fit_epoch(train_ds)}, max(1, args.repeats - 1), len(samples))
+    return {**result, "hardware": hardware_report()}
 
 
-def markdown(r: dict) -> str:
-    lines = [
-        "# Training-input benchmark",
-        "",
-        f"Data: `{r['data']}`, {r['images_per_epoch']} training images per epoch, input "
-        f"{r['input_size'][0]}x{r['input_size'][1]}, batch {r['batch_size']}, {r['machine']['cpu_count']} cores, "
-        f"TensorFlow {r['machine']['tensorflow']}, Keras {r['machine']['keras']}.",
-        "",
-        "| measure | naive per-image loop (seed) | emotion-edge pipeline | speed-up |",
-        "|---|---|---|---|",
-        f"| augmented input only, images/s | {r['input_only']['naive_images_per_second']} | "
-        f"{r['input_only']['pipeline_images_per_second']} | {r['input_only']['speedup']}x |",
-    ]
+def _row(name: str, figures: dict[str, Any]) -> list[str]:
+    return [name, num(figures["naive_images_per_second"]), num(figures["pipeline_images_per_second"]),
+            f"{num(figures['speedup'], 2)}x"]
+
+
+def markdown(r: dict[str, Any]) -> str:
+    versions, each = r["hardware"]["versions"], lambda values: ", ".join(num(v, 2) for v in values)
+    rows = [_row("augmented input only, images/s", r["input_only"])]
     if "training_epoch" in r:
         t = r["training_epoch"]
-        lines.append(f"| seed-model training epoch, images/s | {t['naive_images_per_second']} | "
-                     f"{t['pipeline_images_per_second']} | {t['speedup']}x |")
-        lines.append(f"| seed-model training epoch, seconds (each run) | {t['naive_seconds']} | {t['pipeline_seconds']} | |")
-    lines += [
-        "",
-        f"The pipeline's one-off decode of all images took {r['decode_once_seconds']} s "
-        f"({r['decode_once_images_per_second']} images/s); it is not repeated per epoch. Timings are medians of "
-        "interleaved repeats: " + json.dumps({k: r['input_only'][k] for k in ('naive_seconds', 'pipeline_seconds')}),
-        "",
-    ]
-    return "\n".join(lines)
+        rows += [_row("seed-model training epoch, images/s", t),
+                 ["seed-model training epoch, seconds (each run)", each(t["naive_seconds"]),
+                  each(t["pipeline_seconds"]), ""]]
+    return page("Training-input benchmark", r, [
+        f"Data: `{r['data']}`, {r['images_per_epoch']} training images per epoch, input "
+        f"{r['input_size'][0]}x{r['input_size'][1]}, batch {r['batch_size']}, {r['hardware']['cores']} cores, "
+        f"TensorFlow {versions.get('tensorflow')}, Keras {versions.get('keras')}.", "",
+        row_table(["measure", "naive per-image loop (seed)", "emotion-edge pipeline", "speed-up"], rows), "",
+        f"The pipeline's one-off decode of all images took {num(r['decode_once_seconds'], 2)} s "
+        f"({num(r['decode_once_images_per_second'])} images/s); it is not repeated per epoch. Timings are medians "
+        f"of interleaved repeats, input only (seconds): naive {each(r['input_only']['naive_seconds'])}; pipeline "
+        f"{each(r['input_only']['pipeline_seconds'])}."])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", help="labelled image folder (DATA/Negative, DATA/Positive)")
-    parser.add_argument("--out", metavar="FILE.md", help="write the Markdown report there (and FILE.json beside it)")
-    parser.add_argument("--repeats", type=positive_int, default=2, help="interleaved epochs of each (default 2)")
-    parser.add_argument("--no-train", action="store_true", help="input pipeline only, no training epochs")
-    parser.add_argument("--limit", type=positive_int, help="use only the first N training images")
-
-
-def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict:
-    """Measure both input paths on DATA's training split; the document."""
-    progress(f"naive loop against the pipeline on {args.data}")
-    return measure(Path(args.data), args.repeats, train_epochs=not args.no_train, limit=args.limit)
-
-
-def summary(result: dict) -> str:
+def summary(result: dict[str, Any]) -> str:
     return markdown(result)

@@ -8,7 +8,6 @@ its error in the parent.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 import time
@@ -71,12 +70,8 @@ class KerasRunner:
 
     def throughput(self, images: np.ndarray, seconds: float) -> dict[str, float]:
         batch = np.resize(images, (KERAS_BATCH, *images.shape[1:]))  # the images repeated to a full batch
-        self._run(batch)
-        done, started = 0, time.perf_counter()
-        while time.perf_counter() < started + seconds or done == 0:
-            self._run(batch)
-            done += KERAS_BATCH
-        elapsed = time.perf_counter() - started
+        times = latency_loop(lambda i: self._run(batch), seconds, warmup=1, min_iterations=1)
+        done, elapsed = KERAS_BATCH * len(times), sum(times)
         return {"images": done, "seconds": elapsed, "images_per_second": done / elapsed, "batch": KERAS_BATCH}
 
     def e2e(self, images: np.ndarray, files: Sequence[str]) -> dict[str, Any]:
@@ -85,12 +80,7 @@ class KerasRunner:
         started = time.perf_counter()
         x, _, rejected = load_images([Sample(Path(f), 0) for f in files], self.info.preprocess_spec)
         p = [self._run(x[i : i + KERAS_BATCH]) for i in range(0, len(x), KERAS_BATCH)]
-        elapsed = time.perf_counter() - started
-        return {"images": len(x), "errors": len(rejected), "seconds": elapsed, "images_per_second": len(x) / elapsed,
-                "probabilities": np.concatenate(p) if p else np.zeros(0)}
-
-    def close(self) -> None:
-        """Nothing to release: the process ends with the model."""
+        return _e2e(started, len(rejected), np.concatenate(p) if p else np.zeros(0))
 
 
 class RuntimeRunner:
@@ -125,15 +115,15 @@ class RuntimeRunner:
     def e2e(self, images: np.ndarray, files: Sequence[str]) -> dict[str, Any]:
         started = time.perf_counter()
         results = list(self.throughput_clf.predict_many(files))
-        elapsed = time.perf_counter() - started
-        ok = sum(r.ok for r in results)
-        return {"images": ok, "errors": len(results) - ok, "seconds": elapsed,
-                "images_per_second": ok / elapsed if elapsed > 0 else math.nan,
-                "probabilities": np.array([r.probability if r.ok else np.nan for r in results], np.float64)}
+        probabilities = np.array([r.probability if r.ok else np.nan for r in results], np.float64)
+        return _e2e(started, sum(not r.ok for r in results), probabilities)
 
-    def close(self) -> None:
-        self.latency_clf.close()
-        self.throughput_clf.close()
+
+def _e2e(started: float, errors: int, probabilities: np.ndarray) -> dict[str, Any]:
+    """An end-to-end run's figures: the images answered (NaN probabilities are failed files) per second."""
+    elapsed, images = time.perf_counter() - started, int(np.isfinite(probabilities).sum())
+    return {"images": images, "errors": errors, "seconds": elapsed, "images_per_second": images / elapsed,
+            "probabilities": probabilities}
 
 
 class FormatWorker:
@@ -171,7 +161,8 @@ def _load(name: str, model_path: Path, images_path: Path, expected: ModelInfo, d
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # TensorFlow's native start-up chatter stays off the terminal
     try:
         fmt = FORMATS[name]
-        _runner = KerasRunner(model_path) if fmt.backend == "keras" else RuntimeRunner(fmt, model_path, expected, device)
+        keras = fmt.backend == "keras"
+        _runner = KerasRunner(model_path) if keras else RuntimeRunner(fmt, model_path, expected, device)
         _images = np.load(images_path)
     except Exception as exc:  # reported as the format's status by the parent
         _load_error = f"cannot load: {one_line(exc)}"

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from emotion.benchmarks import cli
-from emotion.benchmarks.timing import parse_benchmark_app, rotations, summarize
+from emotion.benchmarks import coldstart
+from emotion.benchmarks.timing import interleave, parse_benchmark_app, rotations, summarize
 from emotion.export.formats import FORMATS, mismatch, parse_formats
 from emotion.export.openvino_export import cpu_supports_bf16
 from emotion.export.parity import DEFAULT_LIMITS, Limits, Verdict, compare, judge
@@ -179,6 +180,20 @@ def test_parse_formats():
 
 def test_rotations_start_each_round_with_the_next_item():
     assert [order for _, order in rotations("abc", 4)] == [list("abc"), list("bca"), list("cab"), list("abc")]
+    calls = []
+    rounds = interleave({name: lambda name=name: calls.append(name) or name.upper() for name in "ab"}, 3)
+    assert calls == list("abbaab")
+    assert rounds == [{"order": ["a", "b"], "a": "A", "b": "B"}, {"order": ["b", "a"], "a": "A", "b": "B"},
+                      {"order": ["a", "b"], "a": "A", "b": "B"}]
+
+
+def test_cold_start_summary_keeps_failed_runs_as_errors():
+    good = {"since_spawn_seconds": 2.0, "import_seconds": 0.5, "load_seconds": 1.0, "first_result_seconds": 0.1,
+            "peak_rss_mb": 100.0}
+    s = coldstart.summary([good, {**good, "since_spawn_seconds": 4.0}, {"error": "exit status 1: boom"}])
+    assert s["cold_start_s"]["median"] == 3.0 and s["cold_start_s"]["n"] == 2
+    assert s["cold_start_parts_s"] == {"import_seconds": 0.5, "load_seconds": 1.0, "first_result_seconds": 0.1}
+    assert s["peak_rss_mb"]["median"] == 100.0 and s["cold_start_errors"] == ["exit status 1: boom"]
 
 
 def test_benchmark_app_parsing_json_and_text():
@@ -227,3 +242,38 @@ def test_infer_speed_smoke(bench_export, synth_data, tmp_path, capsys):
     assert set(doc["targets"]) == {"folder", "latency"}
     assert (tmp_path / "speed.md").is_file() and (tmp_path / "speed.json").is_file()
     assert "Command: `emotion-bench infer-speed " in (tmp_path / "speed.md").read_text()
+
+
+def test_serve_load_smoke(bench_export, synth_data, tmp_path, capsys):
+    """The real server under a tiny load, both protocols, beside the in-process baseline."""
+    code = cli.main(["serve-load", "--model", str(bench_export), "--images", str(synth_data), "--files", "3",
+                     "--clients", "1,2", "--count", "2", "--baseline-images", "4", "--protocol", "both", "--json",
+                     "-q", "--out", str(tmp_path / "load.md")])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["server_exit_status"] == 0
+    assert [(level["protocol"], level["clients"]) for level in doc["levels"]] == [
+        ("predict", 1), ("predict", 2), ("kserve", 1), ("kserve", 2)]
+    for level in doc["levels"]:
+        assert level["ok"] == level["planned"] == 2 * level["clients"] and not level["errors"], level
+        assert level["requests_per_second"] > 0 and 0 < level["latency_ms"]["p50"] <= level["latency_ms"]["max"]
+    assert doc["in_process"]["predict_many"]["classified"] == 4 and doc["in_process"]["predict_latency_ms"]["p99"] > 0
+    text = (tmp_path / "load.md").read_text()
+    assert text.startswith("# emotion-serve load test") and "Command: `emotion-bench serve-load " in text
+    assert "| kserve | 2 | 4 / 4 |" in text and "Hardware and software" in text
+
+
+def test_model_api_smoke(bench_export, synth_data, tmp_path, capsys):
+    pytest.importorskip("model_api")
+    code = cli.main(["model-api", str(bench_export), str(synth_data), "--json", "-q", "--out", str(tmp_path / "m.md")])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0
+    (folder,) = doc["folders"]
+    assert folder["photos"] == 80 and 0 <= folder["max_abs_dp"] < 1 and 0 <= folder["label_agreement"] <= 100
+    assert "Command: `emotion-bench model-api " in (tmp_path / "m.md").read_text()
+
+
+def test_subcommand_bad_input_exits_2(tmp_path, capsys):
+    code = cli.main(["infer-speed", str(tmp_path / "nope"), "--data", str(tmp_path), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("emotion-bench: error: export ")
+    assert cli.main(["serve-load", "--clients", "0", "--url", "http://127.0.0.1:9", "-q"]) == 2
