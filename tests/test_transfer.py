@@ -7,6 +7,7 @@ ImageNet weights and both training stages are the real ones.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,11 @@ SIZE = (64, 64)
 
 @pytest.fixture(scope="module")
 def lite_run(synth_data, tmp_path_factory) -> Path:
-    """lite0 trained by emotion-train's code path: head for 10 epochs, then the top 2 blocks for up to 3."""
+    """lite0 trained by emotion-train's code path: head for 10 epochs, then the top 2 blocks for up to 3; no
+    refit, so the saved model is the one validation measured."""
     out = tmp_path_factory.mktemp("runs") / "lite0"
     train(TrainConfig(data=synth_data, out=out, arch="lite0", image_size=SIZE, epochs=10, fine_tune=2,
-                      fine_tune_epochs=3, early_stopping=2, verbose=0), log=lambda msg: None)
+                      fine_tune_epochs=3, early_stopping=2, refit=False, verbose=0), log=lambda msg: None)
     return out
 
 
@@ -54,7 +56,7 @@ def test_run_is_one_model_from_image_to_probability(lite_run, synth_data):
     auc = roc_auc(labels, predict_proba(model, images))
     assert auc == pytest.approx(saved["validation"]["roc_auc"], abs=1e-6)
     run = json.loads((lite_run / "run.json").read_text())
-    assert (run["fine_tune"], run["augment"]) == (2, "flip")
+    assert (run["fine_tune"], run["augment"], run["refit"]) == (2, "flip", False)
 
 
 def test_fine_tuning_trains_the_top_blocks_only(lite_run, imagenet_lite0):
@@ -72,15 +74,34 @@ def test_fine_tuning_trains_the_top_blocks_only(lite_run, imagenet_lite0):
             np.testing.assert_array_equal(trained, original, err_msg=name)
 
 
-def test_frozen_backbone_is_untouched_and_flip_doubles_the_views(synth_data, imagenet_lite0):
-    """Without fine-tuning only the head trains, and it learns: Positive pictures (dark left half) rank above
-    Negative ones on held-out images. The head standardises by the features of the images and their mirrors."""
+def _pictures() -> tuple[np.ndarray, np.ndarray]:
+    """24 noise pictures; Positive ones have a dark left half, so a mirrored view differs."""
     rng = np.random.default_rng(0)
     images = (rng.random((24, *SIZE, 3)) * 255).astype(np.uint8)
     labels = np.array([0, 1] * 12)
-    images[labels == 1, :, : SIZE[1] // 2] //= 4  # Positive: dark left half, so a mirrored view differs
+    images[labels == 1, :, : SIZE[1] // 2] //= 4
+    return images, labels
+
+
+def _standardisation(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean the head's frozen batch norm should hold when trained on ``images`` and their mirrors, and the one
+    it holds."""
+    import keras
+
+    from emotion.runtime.preprocess import scale
+
+    features = keras.Model(model.input, model.get_layer(efficientnet_lite.FEATURES_LAYER).output)
+    views = np.concatenate([images, images[:, :, ::-1]])
+    return features.predict(scale(views), verbose=0).mean(axis=0), \
+        model.get_layer(efficientnet_lite.NORMALIZATION_LAYER).get_weights()[0]
+
+
+def test_frozen_backbone_is_untouched_and_flip_doubles_the_views(synth_data, imagenet_lite0):
+    """Without fine-tuning only the head trains, and it learns: Positive pictures (dark left half) rank above
+    Negative ones on held-out images. The head standardises by the features of the images and their mirrors."""
+    images, labels = _pictures()
     cfg = TrainConfig(data=synth_data, out=Path("unused"), arch="lite0", image_size=SIZE, epochs=10, fine_tune=0,
-                      verbose=0)
+                      refit=False, verbose=0)
     fitted = fit(cfg, images[:16], labels[:16], images[16:], labels[16:])
     assert roc_auc(labels[16:], fitted.probability) > 0.9
     backbone = [layer.name for layer in imagenet_lite0.layers if layer.weights and layer.name.split("_")[0]
@@ -96,6 +117,11 @@ def test_frozen_backbone_is_untouched_and_flip_doubles_the_views(synth_data, ima
     views = np.concatenate([images[:16], images[:16, :, ::-1]])  # the training images and their mirror images
     mean, variance = fitted.model.get_layer(efficientnet_lite.NORMALIZATION_LAYER).get_weights()
     expected = features.predict(scale(views), verbose=0)
+    np.testing.assert_allclose(mean, expected.mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(variance, expected.var(axis=0), rtol=1e-3, atol=1e-6)
+    colour = keras.Model(fitted.model.input, fitted.model.get_layer(efficientnet_lite.COLOUR_LAYER).output)
+    mean, variance = fitted.model.get_layer(efficientnet_lite.COLOUR_NORMALIZATION_LAYER).get_weights()
+    expected = colour.predict(scale(views), verbose=0)
     np.testing.assert_allclose(mean, expected.mean(axis=0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(variance, expected.var(axis=0), rtol=1e-3, atol=1e-6)
     assert fitted.history["stage"] == ["head"] * 10 and fitted.best_epoch == 9
@@ -116,3 +142,22 @@ def test_train_cli_refuses_bad_transfer_options(args, message, synth_data, tmp_p
     error = capsys.readouterr().err
     assert error.strip().count("\n") == 0 and message in error, error
     assert not out.exists()
+
+
+def test_refit_trains_again_on_validation_images_and_reports_the_first_fit(synth_data, imagenet_lite0):
+    """With refit, the returned figures (validation probabilities, threshold, history, kept epoch) are the held-out
+    ones of the first fit, and the returned model was trained anew on the training and validation images."""
+    from emotion.train.model_io import predict_proba
+
+    images, labels = _pictures()
+    cfg = TrainConfig(data=synth_data, out=Path("unused"), arch="lite0", image_size=SIZE, epochs=5, fine_tune=2,
+                      fine_tune_epochs=3, early_stopping=2, verbose=0)
+    first = fit(replace(cfg, refit=False), images[:16], labels[:16], images[16:], labels[16:])
+    refit = fit(replace(cfg, refit=True), images[:16], labels[:16], images[16:], labels[16:])
+    np.testing.assert_array_equal(refit.probability, first.probability)
+    assert (refit.threshold, refit.history, refit.best_epoch) == (first.threshold, first.history, first.best_epoch)
+    np.testing.assert_allclose(predict_proba(first.model, images[16:]), first.probability, atol=1e-5)
+    expected, held = _standardisation(imagenet_lite0, images[:16])[0], _standardisation(first.model, images)[1]
+    np.testing.assert_allclose(held, expected, rtol=1e-4, atol=1e-5)
+    expected, held = _standardisation(imagenet_lite0, images)[0], _standardisation(refit.model, images)[1]
+    np.testing.assert_allclose(held, expected, rtol=1e-4, atol=1e-5)

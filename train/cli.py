@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     tl.add_argument("--fine-tune", type=int, metavar="BLOCKS", help="blocks to fine-tune, from the top (0 = head only)")
     tl.add_argument("--fine-tune-epochs", type=int, metavar="N", help="maximum epochs of fine-tuning")
     tl.add_argument("--fine-tune-learning-rate", type=float, metavar="LR", help="Adam learning rate of fine-tuning")
+    tl.add_argument("--refit", action=argparse.BooleanOptionalAction,
+                    help="then train again on training + validation images for the epochs validation chose; "
+                         "the reported validation figures stay those of the first fit (default on)")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         early_stopping=args.early_stopping, early_stopping_start=args.early_stopping_start,
         lr_schedule=args.lr_schedule, augment=args.augment, fine_tune=args.fine_tune,
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate,
-        force=args.force, verbose=0 if args.quiet else 1,
+        refit=args.refit, force=args.force, verbose=0 if args.quiet else 1,
     ).resolve()  # bad options fail here, before any data is read
     models.require_weights(args.arch)
     load_dataset(args.data)  # a bad data folder fails here, before TensorFlow loads

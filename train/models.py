@@ -32,6 +32,7 @@ class Recipe:
     fine_tune: int = 0  # blocks of the backbone to fine-tune, counted from the top; 0 = head only
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float = 1e-5
+    refit: bool = False  # then train again on training + validation images for the epochs validation chose
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,26 @@ def build_seed(input_size: tuple[int, int] = (400, 500)) -> "keras.Model":
 # (height, width): the seed's 4:5 aspect at 1/6.25 the side. Global statistics need few pixels, and a small input
 # also makes the runtime's JPEG decode cheaper (reduced-scale DCT decoding).
 EDGE_INPUT_SIZE = (64, 80)
-# The statistics layer's name in edge models (the centre's is "centre_" + it): export keeps every operation from
-# any layer whose name contains it in float under INT8.
+# The statistics layer's name in edge and Lite models (the centre's is "centre_" + it): export keeps every
+# operation from any layer whose name contains it in float under INT8.
 COLOUR_STATISTICS_NAME = "colour_statistics"
 
 _COLOUR_STATISTICS = None
+
+
+def colour_statistics(small: "keras.KerasTensor", centre: bool = True) -> list["keras.KerasTensor"]:
+    """:class:`ColourStatistics` of an (average-pooled) image and, with ``centre``, of its centre half (a quarter
+    of its area, where the subject of a curated photo usually sits); named so that INT8 export keeps them in
+    float."""
+    from keras import layers
+
+    statistics = colour_statistics_layer()
+    outputs = [statistics(name=COLOUR_STATISTICS_NAME)(small)]
+    if centre:
+        rows, cols = small.shape[1] // 4, small.shape[2] // 4
+        middle = layers.Cropping2D(((rows, rows), (cols, cols)), name="centre_crop")(small)
+        outputs.append(statistics(name=f"centre_{COLOUR_STATISTICS_NAME}")(middle))
+    return outputs
 
 
 def colour_statistics_layer() -> type:
@@ -226,12 +242,7 @@ def build_edge(
     small = layers.AveragePooling2D(colour_pool, name="colour_downsample")(image) if colour_pool > 1 else image
     features = []
     if colour in ("stats", "both"):
-        statistics = colour_statistics_layer()
-        features.append(statistics(name=COLOUR_STATISTICS_NAME)(small))
-        if centre:
-            rows, cols = small.shape[1] // 4, small.shape[2] // 4
-            middle = layers.Cropping2D(((rows, rows), (cols, cols)), name="centre_crop")(small)
-            features.append(statistics(name=f"centre_{COLOUR_STATISTICS_NAME}")(middle))
+        features += colour_statistics(small, centre)
     if colour in ("mlp", "both"):
         c = layers.Rescaling(2.0, offset=-1.0, name="colour_centre")(small)
         c = conv_bn_relu(c, colour_units, 1, 1, "colour1")
@@ -282,7 +293,7 @@ def build_lite(variant: str, input_size: tuple[int, int]) -> "keras.Model":
 LITE_INPUT_SIZES = {"lite0": (224, 224), "lite1": (240, 240), "lite2": (260, 260)}
 LITE_RECIPE = Recipe(epochs=30, batch_size=32, learning_rate=1e-3, class_weight="balanced", threshold="balanced",
                      early_stopping=5, early_stopping_start=0, augment="flip", fine_tune=2, fine_tune_epochs=20,
-                     fine_tune_learning_rate=1e-4)
+                     fine_tune_learning_rate=1e-4, refit=True)
 
 EDGE_RECIPE = Recipe(epochs=40, batch_size=32, learning_rate=2e-3, class_weight="balanced", threshold="balanced",
                      early_stopping=10, early_stopping_start=10, lr_schedule="cosine")

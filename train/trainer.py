@@ -30,7 +30,7 @@ from .transfer import AUGMENTATIONS, fit_transfer
 from .versions import TRAINING, library_versions
 
 # Options of the transfer-learning stages (emotion.train.transfer), refused for architectures trained from scratch.
-TRANSFER_OPTIONS = ("augment", "fine_tune", "fine_tune_epochs", "fine_tune_learning_rate")
+TRANSFER_OPTIONS = ("augment", "fine_tune", "fine_tune_epochs", "fine_tune_learning_rate", "refit")
 
 
 @dataclass
@@ -53,6 +53,7 @@ class TrainConfig:
     fine_tune: int | None = None
     fine_tune_epochs: int | None = None
     fine_tune_learning_rate: float | None = None
+    refit: bool | None = None
     force: bool = False
     verbose: int = 1
     resolved: dict = field(default_factory=dict)
