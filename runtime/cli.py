@@ -8,7 +8,6 @@ still classified and written); 2 usage or model error; 130 interrupted (143 on S
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import importlib.util
 import json
@@ -16,8 +15,9 @@ import os
 import sys
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterable
 
 from PIL import Image
 from tqdm import tqdm
@@ -75,20 +75,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_output(output: str | None) -> None:
     """Refuse an ``--output`` that could only fail once every image was classified."""
-    if output and Path(output).suffix.lower() not in OUTPUT_KINDS:
+    kind = Path(output or "").suffix.lower()
+    if output and kind not in OUTPUT_KINDS:
         raise UsageError(f"--output must end in .csv, .jsonl, .json or .parquet, got {output!r}")
     if output and Path(output).is_dir():
         raise UsageError(f"--output {output} is a folder; name a file ending in .csv, .jsonl, .json or .parquet")
-    if output and Path(output).suffix.lower() == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+    if kind == ".parquet" and importlib.util.find_spec("pyarrow") is None:
         raise UsageError("--output .parquet needs pyarrow: pip install 'emotion-edge[ray]'")
 
 
-def report(predictions: Any, model: dict[str, Any], args: argparse.Namespace) -> int:
+def report(predictions: Iterable[Prediction], model: dict[str, Any], args: argparse.Namespace) -> int:
     """Show and write ``predictions`` as ``emotion-infer`` does; the exit status (1 when some files failed)."""
+    kind = Path(args.output or "").suffix.lower()
     try:
-        binary = Path(args.output or "").suffix.lower() == ".parquet"
-        with atomic_open(args.output, "wb" if binary else "w") if args.output else contextlib.nullcontext() as handle:
-            return _report(predictions, model, args, handle)
+        with atomic_open(args.output, "wb" if kind == ".parquet" else "w") if args.output else nullcontext() as handle:
+            writers = [ParquetWriter(handle) if kind == ".parquet" else Writer(handle.write, kind, model)] if handle else []
+            if args.json:
+                utf8 = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8"
+                writers.append(Writer(sys.stdout.write, ".json", model, ascii_only=not utf8))
+            return _report(predictions, model, args, writers)
     except BrokenPipeError:  # `emotion-infer photos/ | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_PARTIAL
@@ -96,39 +101,28 @@ def report(predictions: Any, model: dict[str, Any], args: argparse.Namespace) ->
         raise UsageError(f"cannot write {args.output or 'the results'}: {exc.strerror or exc}") from None
 
 
-def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, handle: IO | None) -> int:
-    bar = tqdm(desc="classifying", unit="img", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False,
-               dynamic_ncols=True)
-
-    def say(stream: IO, text: str) -> None:
-        bar.write(text, file=stream) if not bar.disable and stream.isatty() else print(text, file=stream)
-
-    kind = Path(args.output or "").suffix.lower()
-    writers = [ParquetWriter(handle) if kind == ".parquet" else Writer(handle.write, kind, model)] if handle else []
-    if args.json:
-        utf8 = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8"
-        writers.append(Writer(sys.stdout.write, ".json", model, ascii_only=not utf8))
+def _report(predictions: Iterable[Prediction], model: dict[str, Any], args: argparse.Namespace,
+            writers: list[Writer | ParquetWriter]) -> int:
+    say = tqdm.write  # a line that does not break the progress bar
     if not args.quiet:
-        say(sys.stderr, f"emotion-infer: {model_line(model)}" + (" on Ray ({address}: {nodes} nodes, {cpus:g} CPUs, "
-                        "{actors} actors of {actor_threads} threads)".format(**model["ray"]) if "ray" in model else ""))
-    table = not (args.json or args.quiet)
-    width = max(len(label) for label in model["labels"] + ["label"])
+        say(f"emotion-infer: {model_line(model)}" + (" on Ray ({address}: {nodes} nodes, {cpus:g} CPUs, {actors} "
+            "actors of {actor_threads} threads)".format(**model["ray"]) if "ray" in model else ""), file=sys.stderr)
+    table, width = not (args.json or args.quiet), max(len(label) for label in model["labels"] + ["label"])
     if table:
-        say(sys.stdout, f"{'label':<{width}}  probability  path")
+        say(f"{'label':<{width}}  probability  path", file=sys.stdout)
     counts, errors, started = dict.fromkeys(model["labels"], 0), 0, time.perf_counter()
-    for prediction in predictions:
-        bar.update()
+    for prediction in tqdm(predictions, "classifying", unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
+                           disable=not sys.stderr.isatty()):
         if prediction.ok:
             counts[prediction.label] += 1
             if table:
-                say(sys.stdout,
-                    f"{prediction.label:<{width}}  {prediction.probability:11.4f}  {display_path(prediction.path)}")
+                say(f"{prediction.label:<{width}}  {prediction.probability:11.4f}  {display_path(prediction.path)}",
+                    file=sys.stdout)
         else:
             errors += 1
-            say(sys.stderr, f"emotion-infer: {display_path(prediction.path)}: {prediction.error}")
+            say(f"emotion-infer: {display_path(prediction.path)}: {prediction.error}", file=sys.stderr)
         for writer in writers:
             writer.add(prediction)
-    bar.close()
     elapsed, classified = time.perf_counter() - started, sum(counts.values())
     summary = {"files": classified + errors, "classified": classified, "errors": errors, "labels": counts,
                "seconds": round(elapsed, 3), "images_per_second": round(classified / elapsed, 1)}
@@ -138,9 +132,10 @@ def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, h
         line = (f"emotion-infer: {classified} of {classified + errors} files classified in {elapsed:.2f} s "
                 f"({summary['images_per_second']} images/s): {', '.join(f'{k} {v}' for k, v in counts.items())}")
         line += f"; {errors} error{'s' * (errors != 1)}" if errors else ""
-        say(sys.stderr, line + (f"; results in {display_path(args.output)}" if args.output else ""))
+        say(line + (f"; results in {display_path(args.output)}" if args.output else ""), file=sys.stderr)
     if classified + errors == 0:
-        say(sys.stderr, f"emotion-infer: warning: no image files found in {', '.join(map(display_path, args.paths))}")
+        say(f"emotion-infer: warning: no image files found in {', '.join(map(display_path, args.paths))}",
+            file=sys.stderr)
     return EXIT_PARTIAL if errors else EXIT_OK
 
 

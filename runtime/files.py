@@ -1,8 +1,5 @@
-"""Finding image files: recognised by content, robust to broken links, loops, odd names and very deep trees.
-
-A PNG named ``.jpg`` is found and a text file named ``.jpg`` is reported, not skipped. Paths come in a stable,
-sorted, depth-first order.
-"""
+"""Finding image files: recognised by content (a PNG named ``.jpg`` is found, a text file named ``.jpg`` reported),
+robust to broken links, loops, odd names and very deep trees, in a stable, sorted, depth-first order."""
 
 from __future__ import annotations
 
@@ -66,9 +63,7 @@ def walk(root: Path, recursive: bool = True) -> Iterator[Candidate]:
             except OSError as exc:
                 yield Candidate(folder, f"cannot list folder: {exc.strerror or exc}")
             folder = None
-            continue
-        entry = next(stack[-1], None)
-        if entry is None:
+        elif (entry := next(stack[-1], None)) is None:
             stack.pop()
         elif not entry.name.startswith("."):
             try:

@@ -24,13 +24,8 @@ HOW_TO_EXPORT = "export one with `emotion-export RUN --out exports/NAME`"
 def resolve_model(path: str | os.PathLike, backend: str | None = None, variant: str | None = None) -> Path:
     """The ``.xml`` or ``.onnx`` file that ``path`` designates (see the module docstring).
 
-    Args:
-        path: a model file, a version, repository or export folder.
-        backend: "onnxruntime" looks for ``.onnx`` files only; otherwise ``.xml`` first.
-        variant: "fp32", "fp16" or "int8", for an export folder only.
-
-    Raises:
-        ModelLoadError: nothing usable there, with what was found instead.
+    ``backend="onnxruntime"`` looks for ``.onnx`` files only, otherwise ``.xml`` comes first. Raises
+    :class:`ModelLoadError` when nothing usable is there, saying what was found instead.
     """
     path = Path(os.fsdecode(path))
     suffixes = (".onnx",) if backend == "onnxruntime" else (".xml", ".onnx")
