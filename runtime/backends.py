@@ -1,10 +1,7 @@
-"""Inference engines behind one small contract, chosen once from the model file.
+"""Inference engines behind one small contract, chosen once from the model file (ONNX Runtime imported only then).
 
-``.xml`` runs on OpenVINO, ``.onnx`` on ONNX Runtime (optional, imported only then); ``backend="openvino"`` makes
-OpenVINO read an ``.onnx`` file too. Both take the exported model's ``uint8`` NHWC RGB input named ``image`` (the
-scaling is inside the graph) and answer P(Positive) from ``probability``. :meth:`Backend.infer` is thread-safe:
-each thread owns its OpenVINO ``InferRequest`` (ONNX Runtime's ``run`` is thread-safe), and both release the GIL,
-so threads that decode and infer side by side keep every core busy: the runtime's one concurrency mechanism.
+:meth:`Backend.infer` is thread-safe: each thread owns its OpenVINO ``InferRequest`` (ONNX Runtime's ``run`` is
+thread-safe), and both release the GIL, so threads that decode and infer side by side keep every core busy.
 """
 
 from __future__ import annotations
@@ -72,9 +69,7 @@ def shared_core() -> Any:
 
 
 class Backend:
-    """What :class:`~emotion.runtime.classifier.EmotionClassifier` needs of an inference engine.
-
-    A subclass loads the model in ``_load`` (calling :meth:`_adopt`) and runs a (1, H, W, 3) batch in ``_run``.
+    """What the classifier needs of an engine: a subclass loads in ``_load`` (then :meth:`_adopt`), infers in ``_run``.
     """
 
     name = "?"
@@ -109,8 +104,8 @@ class Backend:
 
     def _adopt(self, metadata: Mapping[str, str], name: str, dtype: str, shape: tuple, outputs: set[str],
                inputs: int) -> None:
-        """Read :attr:`info` from the model's metadata, and check the exported-model contract: one uint8 NHWC
-        input named ``image`` at the metadata's size, and a ``probability`` output."""
+        """Read :attr:`info` from the metadata and check the exported-model contract: one uint8 NHWC input named
+        ``image`` at the metadata's size (the scaling to [0, 1] is inside the graph), a ``probability`` output."""
         try:
             self.info = info = ModelInfo.from_strings(metadata)
         except ModelLoadError as exc:

@@ -162,8 +162,8 @@ class EmotionClassifier:
     def _classify(self, chunk: list[Any]) -> list[Prediction]:
         """Decode every item of ``chunk``, then infer every decoded one; each failure stays with its item."""
         sources = [item.path if isinstance(item, Candidate) else item for item in chunk]
-        decoded = [(None, item.error) if isinstance(item, Candidate) and item.error else attempt(self.preprocess, source)
-                   for item, source in zip(chunk, sources)]
+        decoded = [(None, item.error) if isinstance(item, Candidate) and item.error
+                   else attempt(self.preprocess, source) for item, source in zip(chunk, sources)]
         answers = [(None, error) if error else attempt(self.backend.infer, image) for image, error in decoded]
         return [self._prediction(source, *answer) for source, answer in zip(sources, answers)]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import importlib.util
 import json
 import os
@@ -89,7 +90,8 @@ def report(predictions: Iterable[Prediction], model: dict[str, Any], args: argpa
     kind = Path(args.output or "").suffix.lower()
     try:
         with atomic_open(args.output, "wb" if kind == ".parquet" else "w") if args.output else nullcontext() as handle:
-            writers = [ParquetWriter(handle) if kind == ".parquet" else Writer(handle.write, kind, model)] if handle else []
+            writers = [] if handle is None else [
+                ParquetWriter(handle) if kind == ".parquet" else Writer(handle.write, kind, model)]
             if args.json:
                 utf8 = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8"
                 writers.append(Writer(sys.stdout.write, ".json", model, ascii_only=not utf8))
@@ -181,11 +183,11 @@ class ParquetWriter:
     ROWS = 65536  # per row group
 
     def __init__(self, handle: IO[bytes]) -> None:
-        import pyarrow
         import pyarrow.parquet
 
-        self.schema = pyarrow.schema([(c, pyarrow.float64() if c == "probability" else pyarrow.string()) for c in COLUMNS])
-        self.writer, self.rows = pyarrow.parquet.ParquetWriter(handle, self.schema), []
+        schema = pyarrow.schema([(c, pyarrow.float64() if c == "probability" else pyarrow.string()) for c in COLUMNS])
+        self.writer, self.rows = pyarrow.parquet.ParquetWriter(handle, schema), []
+        self.table = functools.partial(pyarrow.Table.from_pylist, schema=schema)
 
     def add(self, prediction: Prediction) -> None:
         self.rows.append({**prediction.to_dict(), "path": display_path(prediction.path)})
@@ -197,9 +199,7 @@ class ParquetWriter:
         self.writer.close()
 
     def _flush(self) -> None:
-        import pyarrow
-
-        self.writer.write_table(pyarrow.Table.from_pylist(self.rows, self.schema))
+        self.writer.write_table(self.table(self.rows))
         self.rows = []
 
 

@@ -50,8 +50,7 @@ class PreprocessSpec:
             raise ValueError(f"unknown resize filter {self.resize_filter!r}; known: {', '.join(RESIZE_FILTERS)}")
 
     @property
-    def size(self) -> tuple[int, int]:
-        """(height, width)."""
+    def size(self) -> tuple[int, int]:  # (height, width)
         return (self.height, self.width)
 
 
