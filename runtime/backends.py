@@ -69,8 +69,7 @@ def shared_core() -> Any:
 
 
 class Backend:
-    """What the classifier needs of an engine: a subclass loads in ``_load`` (then :meth:`_adopt`), infers in ``_run``.
-    """
+    """What the classifier needs of an engine; a subclass loads in ``_load`` and infers in ``_run``."""
 
     name = "?"
     info: ModelInfo

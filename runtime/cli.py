@@ -105,24 +105,28 @@ def report(predictions: Iterable[Prediction], model: dict[str, Any], args: argpa
 
 def _report(predictions: Iterable[Prediction], model: dict[str, Any], args: argparse.Namespace,
             writers: list[Writer | ParquetWriter]) -> int:
-    say = tqdm.write  # a line that does not break the progress bar
+    bar = tqdm(predictions, "classifying", unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
+               disable=not sys.stderr.isatty())
+
+    def say(stream: IO, text: str) -> None:  # on a terminal, through tqdm: the progress bar stays whole
+        tqdm.write(text, file=stream) if not bar.disable and stream.isatty() else print(text, file=stream)
+
     if not args.quiet:
-        say(f"emotion-infer: {model_line(model)}" + (" on Ray ({address}: {nodes} nodes, {cpus:g} CPUs, {actors} "
-            "actors of {actor_threads} threads)".format(**model["ray"]) if "ray" in model else ""), file=sys.stderr)
+        say(sys.stderr, f"emotion-infer: {model_line(model)}" + (" on Ray ({address}: {nodes} nodes, {cpus:g} CPUs, "
+            "{actors} actors of {actor_threads} threads)".format(**model["ray"]) if "ray" in model else ""))
     table, width = not (args.json or args.quiet), max(len(label) for label in model["labels"] + ["label"])
     if table:
-        say(f"{'label':<{width}}  probability  path", file=sys.stdout)
+        say(sys.stdout, f"{'label':<{width}}  probability  path")
     counts, errors, started = dict.fromkeys(model["labels"], 0), 0, time.perf_counter()
-    for prediction in tqdm(predictions, "classifying", unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
-                           disable=not sys.stderr.isatty()):
+    for prediction in bar:
         if prediction.ok:
             counts[prediction.label] += 1
             if table:
-                say(f"{prediction.label:<{width}}  {prediction.probability:11.4f}  {display_path(prediction.path)}",
-                    file=sys.stdout)
+                say(sys.stdout,
+                    f"{prediction.label:<{width}}  {prediction.probability:11.4f}  {display_path(prediction.path)}")
         else:
             errors += 1
-            say(f"emotion-infer: {display_path(prediction.path)}: {prediction.error}", file=sys.stderr)
+            say(sys.stderr, f"emotion-infer: {display_path(prediction.path)}: {prediction.error}")
         for writer in writers:
             writer.add(prediction)
     elapsed, classified = time.perf_counter() - started, sum(counts.values())
@@ -134,10 +138,9 @@ def _report(predictions: Iterable[Prediction], model: dict[str, Any], args: argp
         line = (f"emotion-infer: {classified} of {classified + errors} files classified in {elapsed:.2f} s "
                 f"({summary['images_per_second']} images/s): {', '.join(f'{k} {v}' for k, v in counts.items())}")
         line += f"; {errors} error{'s' * (errors != 1)}" if errors else ""
-        say(line + (f"; results in {display_path(args.output)}" if args.output else ""), file=sys.stderr)
+        say(sys.stderr, line + (f"; results in {display_path(args.output)}" if args.output else ""))
     if classified + errors == 0:
-        say(f"emotion-infer: warning: no image files found in {', '.join(map(display_path, args.paths))}",
-            file=sys.stderr)
+        say(sys.stderr, f"emotion-infer: warning: no image files found in {', '.join(map(display_path, args.paths))}")
     return EXIT_PARTIAL if errors else EXIT_OK
 
 
