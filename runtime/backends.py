@@ -110,8 +110,9 @@ class Backend:
         except ModelLoadError as exc:
             raise ModelLoadError(f"{self.path}: {exc}") from None
         shown = f"{self.path}: input {name!r} is {dtype} [{', '.join('?' if d is None else str(d) for d in shape)}]"
+        shown += f", one of {inputs} inputs" if inputs != 1 else ""
         if inputs != 1 or name != INPUT_NAME or dtype != "uint8" or len(shape) != 4 or shape[3] != 3:
-            raise ModelLoadError(f"{shown}{f', one of {inputs} inputs' * (inputs != 1)}; expected uint8 NHWC [N, "
+            raise ModelLoadError(f"{shown}; expected uint8 NHWC [N, "
                                  f"{info.input_height}, {info.input_width}, 3] named {INPUT_NAME!r} (export the "
                                  "model with emotion-export)")
         if tuple(shape[1:3]) != (info.input_height, info.input_width):
