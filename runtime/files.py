@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-# Magic numbers of the formats Pillow decodes that people keep photos in: JPEG, PNG, GIF, BMP, TIFF, WebP,
-# JPEG 2000, PNM.
+# Magic numbers of the formats Pillow decodes that people keep photos in: JPEG, PNG, GIF, BMP, TIFF, WebP, JP2, PNM.
 SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF",
               b"\x00\x00\x00\x0cjP  ", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
 IMAGE_EXTENSIONS = set(".jpg .jpeg .jpe .png .gif .bmp .tif .tiff .webp .jp2 .ppm .pgm .pbm".split())
