@@ -24,7 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .atomic import atomic_open
-from .classifier import EmotionClassifier, Prediction
+from .classifier import Prediction
 from .console import (EXIT_OK, EXIT_PARTIAL, UsageError, add_model_options, display_path, guard, load_classifier,
                       model_line, positive_int)
 from .files import discover
