@@ -1,7 +1,5 @@
 """emotion-edge's runtime: classify images with an exported model (numpy, Pillow, OpenVINO; never TensorFlow).
 
-Example:
-    >>> from emotion.runtime import EmotionClassifier
     >>> with EmotionClassifier.load("exports/run1") as clf:      # doctest: +SKIP
     ...     print(clf.predict("photo.jpg").label)
 """

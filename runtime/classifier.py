@@ -1,14 +1,8 @@
 """``EmotionClassifier``: load an exported model and classify images with it.
 
-One concurrency mechanism serves every path: a pool of worker threads that decode with the shared preprocessing
-and infer on their own request (both release the GIL). :meth:`~EmotionClassifier.predict` runs in the caller's
-thread, :meth:`~EmotionClassifier.submit` gives one image to the pool, and
-:meth:`~EmotionClassifier.predict_many` keeps the pool busy with a bounded window of images, in input order.
-
-Example:
-    >>> with EmotionClassifier.load("exports/run1") as clf:          # doctest: +SKIP
-    ...     clf.predict("photo.jpg")
-    Prediction(label='Positive', probability=0.93, path='photo.jpg', error=None)
+One concurrency mechanism serves every path: worker threads that decode with the shared preprocessing and infer
+on their own request (both release the GIL). ``predict`` runs in the caller's thread, ``submit`` gives one image
+to the workers, and ``predict_many`` keeps them busy with a bounded window of chunks, in input order.
 """
 
 from __future__ import annotations
@@ -48,8 +42,8 @@ class Prediction:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: the path as text (``os.fsdecode``: undecodable bytes become lone surrogates), P(Positive)
-        as the shortest decimal that reads back to the model's float32 (0.93, not 0.9300000071525574)."""
+        """JSON-ready: the path as text (undecodable bytes as lone surrogates), P(Positive) as the shortest decimal
+        that reads back to the model's float32."""
         path = None if self.path is None else os.fsdecode(self.path)
         probability = None if self.probability is None else shortest(self.probability)
         return {"path": path, "label": self.label, "probability": probability, "error": self.error}
@@ -58,10 +52,8 @@ class Prediction:
 class EmotionClassifier:
     """An exported emotion model, ready to classify images. Thread-safe; close it, or use ``with``.
 
-    Args:
-        backend: the loaded model (see :meth:`load`).
-        workers: threads that decode and infer for :meth:`submit` and :meth:`predict_many` (default: the CPU
-            count, at least the backend's optimal number of parallel inferences).
+    ``workers`` decode and infer for :meth:`submit` and :meth:`predict_many` (default: the CPU count, at least the
+    backend's optimal number of parallel inferences).
     """
 
     def __init__(self, backend: Backend, workers: int | None = None) -> None:
@@ -79,16 +71,13 @@ class EmotionClassifier:
         """Load a model from a ``.xml``/``.onnx`` file or a version, repository or export folder.
 
         Args:
-            path: see :func:`emotion.runtime.locate.resolve_model`.
-            device: an OpenVINO device ("CPU", "GPU", "AUTO", ...).
+            path: see :func:`emotion.runtime.locate.resolve_model`; ``variant`` picks among an export's models.
             backend: "openvino" or "onnxruntime"; None picks by the model file (``.onnx``: ONNX Runtime).
             precision: None or "f32" (parity with Keras), "bf16" (faster on CPUs with AMX), "f16".
             mode: "latency" (one image at a time) or "throughput" (folders, servers: more streams).
             cache_dir: OpenVINO's compiled-model cache: True the default folder, None off, or a folder.
-            variant: "fp32" (default), "fp16" or "int8" among an export folder's models.
             num_requests: inferences worth running at once (0: OpenVINO's optimal number).
             config: extra OpenVINO compile properties, applied over the ones above.
-            workers: see the class.
 
         Raises:
             ModelLoadError: a one-line reason why the model cannot be used.
@@ -110,19 +99,13 @@ class EmotionClassifier:
         return preprocess(image, self.spec)
 
     def predict(self, image: ImageSource) -> Prediction:
-        """Classify one image in the calling thread (the low-latency path).
-
-        Args:
-            image: a path, bytes, binary file, PIL image or uint8 array; an array of :attr:`input_shape` goes
-                to the model as it is.
+        """Classify one image (any :func:`~emotion.runtime.preprocess.preprocess` source) in the calling thread.
 
         Raises:
             ImageDecodeError: a one-line reason why ``image`` is not usable.
             RuntimeError: the classifier is closed, or the inference failed.
         """
-        probability = self.backend.infer(self.preprocess(image))
-        path = image if isinstance(image, (str, os.PathLike)) else None
-        return Prediction(self.info.label_for(probability), probability, path)
+        return self._prediction(image, self.backend.infer(self.preprocess(image)))
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """P(Positive), float32 (N,), for a uint8 (N, H, W, 3) RGB batch already at the model's size."""
@@ -141,28 +124,20 @@ class EmotionClassifier:
 
     def predict_many(self, images: Iterable[ImageSource | Candidate],
                      window: int | None = None) -> Iterator[Prediction]:
-        """Classify every item of ``images``, yielding one :class:`Prediction` per item, in input order.
+        """Classify every item of ``images`` (sources or :class:`Candidate`), one :class:`Prediction` each, in order.
 
         An item that cannot be classified yields a Prediction with ``error`` set and the stream goes on. Workers
-        take the items in chunks of :data:`CHUNK`. At most ``window`` items (default: two chunks per worker) are
-        read ahead of what has been yielded, so memory stays bounded for any iterable. If ``images`` itself
-        raises, the predictions of the items before are yielded first, then the error is raised.
-
-        Args:
-            images: paths, bytes, file objects, PIL images, uint8 arrays, or
-                :class:`~emotion.runtime.files.Candidate` (one with ``error`` set is passed through as an error).
-            window: see above.
+        take the items in chunks of :data:`CHUNK`; at most ``window`` items (default: two chunks per worker) are
+        read ahead of what has been yielded, so memory stays bounded. If ``images`` itself raises, the predictions
+        of the items before it are yielded first, then the error is raised.
         """
         window = window or 2 * CHUNK * self.workers
-        return self._stream(iter(images), window, min(CHUNK, window))
-
-    def _stream(self, items: Iterator[Any], window: int, size: int) -> Iterator[Prediction]:
-        pending: deque[Future] = deque()
+        items, size, pending = iter(images), min(CHUNK, window), deque()
         error, more = None, True
         try:
             while pending or more:
                 while more and (len(pending) + 1) * size <= window:
-                    chunk: list[Any] = []
+                    chunk = []
                     try:
                         chunk.extend(itertools.islice(items, size))
                     except Exception as exc:  # the items before it are answered first
@@ -186,20 +161,15 @@ class EmotionClassifier:
 
     def _classify(self, chunk: list[Any]) -> list[Prediction]:
         """Decode every item of ``chunk``, then infer every decoded one; each failure stays with its item."""
-        decoded = [self._decode(item) for item in chunk]
-        return [self._infer(*item) for item in decoded]
+        sources = [item.path if isinstance(item, Candidate) else item for item in chunk]
+        decoded = [(None, item.error) if isinstance(item, Candidate) and item.error
+                   else attempt(self.preprocess, source) for item, source in zip(chunk, sources)]
+        answers = [(None, error) if error else attempt(self.backend.infer, image) for image, error in decoded]
+        return [self._prediction(source, *answer) for source, answer in zip(sources, answers)]
 
-    def _decode(self, item: Any) -> tuple[Any, np.ndarray | None, str | None]:
-        if isinstance(item, Candidate):
-            return (item.path, None, item.error) if item.error else (item.path, *attempt(self.preprocess, item.path))
-        return (item if isinstance(item, (str, os.PathLike)) else None, *attempt(self.preprocess, item))
-
-    def _infer(self, path: Any, image: np.ndarray | None, error: str | None) -> Prediction:
-        if error is None:
-            probability, error = attempt(self.backend.infer, image)
-        if error is not None:
-            return Prediction(None, None, path, error)
-        return Prediction(self.info.label_for(probability), probability, path)
+    def _prediction(self, source: Any, probability: float | None, error: str | None = None) -> Prediction:
+        path = source if isinstance(source, (str, os.PathLike)) else None
+        return Prediction(None if error else self.info.label_for(probability), probability, path, error)
 
     def close(self) -> None:
         """Cancel work not started, wait for work started, release the model. Idempotent."""

@@ -8,22 +8,23 @@ still classified and written); 2 usage or model error; 130 interrupted (143 on S
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
+import functools
 import importlib.util
 import json
 import os
 import sys
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterable
 
 from PIL import Image
 from tqdm import tqdm
 
 from .atomic import atomic_open
-from .classifier import EmotionClassifier, Prediction
+from .classifier import Prediction
 from .console import (EXIT_OK, EXIT_PARTIAL, UsageError, add_model_options, display_path, guard, load_classifier,
                       model_line, positive_int)
 from .files import discover
@@ -75,20 +76,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_output(output: str | None) -> None:
     """Refuse an ``--output`` that could only fail once every image was classified."""
-    if output and Path(output).suffix.lower() not in OUTPUT_KINDS:
+    kind = Path(output or "").suffix.lower()
+    if output and kind not in OUTPUT_KINDS:
         raise UsageError(f"--output must end in .csv, .jsonl, .json or .parquet, got {output!r}")
     if output and Path(output).is_dir():
         raise UsageError(f"--output {output} is a folder; name a file ending in .csv, .jsonl, .json or .parquet")
-    if output and Path(output).suffix.lower() == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+    if kind == ".parquet" and importlib.util.find_spec("pyarrow") is None:
         raise UsageError("--output .parquet needs pyarrow: pip install 'emotion-edge[ray]'")
 
 
-def report(predictions: Any, model: dict[str, Any], args: argparse.Namespace) -> int:
+def report(predictions: Iterable[Prediction], model: dict[str, Any], args: argparse.Namespace) -> int:
     """Show and write ``predictions`` as ``emotion-infer`` does; the exit status (1 when some files failed)."""
+    kind = Path(args.output or "").suffix.lower()
     try:
-        binary = Path(args.output or "").suffix.lower() == ".parquet"
-        with atomic_open(args.output, "wb" if binary else "w") if args.output else contextlib.nullcontext() as handle:
-            return _report(predictions, model, args, handle)
+        with atomic_open(args.output, "wb" if kind == ".parquet" else "w") if args.output else nullcontext() as handle:
+            writers = [] if handle is None else [
+                ParquetWriter(handle) if kind == ".parquet" else Writer(handle.write, kind, model)]
+            if args.json:
+                utf8 = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8"
+                writers.append(Writer(sys.stdout.write, ".json", model, ascii_only=not utf8))
+            return _report(predictions, model, args, writers)
     except BrokenPipeError:  # `emotion-infer photos/ | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_PARTIAL
@@ -96,28 +103,22 @@ def report(predictions: Any, model: dict[str, Any], args: argparse.Namespace) ->
         raise UsageError(f"cannot write {args.output or 'the results'}: {exc.strerror or exc}") from None
 
 
-def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, handle: IO | None) -> int:
-    bar = tqdm(desc="classifying", unit="img", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False,
-               dynamic_ncols=True)
+def _report(predictions: Iterable[Prediction], model: dict[str, Any], args: argparse.Namespace,
+            writers: list[Writer | ParquetWriter]) -> int:
+    bar = tqdm(predictions, "classifying", unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
+               disable=not sys.stderr.isatty())
 
-    def say(stream: IO, text: str) -> None:
-        bar.write(text, file=stream) if not bar.disable and stream.isatty() else print(text, file=stream)
+    def say(stream: IO, text: str) -> None:  # on a terminal, through tqdm: the progress bar stays whole
+        tqdm.write(text, file=stream) if not bar.disable and stream.isatty() else print(text, file=stream)
 
-    kind = Path(args.output or "").suffix.lower()
-    writers = [ParquetWriter(handle) if kind == ".parquet" else Writer(handle.write, kind, model)] if handle else []
-    if args.json:
-        utf8 = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8"
-        writers.append(Writer(sys.stdout.write, ".json", model, ascii_only=not utf8))
     if not args.quiet:
         say(sys.stderr, f"emotion-infer: {model_line(model)}" + (" on Ray ({address}: {nodes} nodes, {cpus:g} CPUs, "
-                        "{actors} actors of {actor_threads} threads)".format(**model["ray"]) if "ray" in model else ""))
-    table = not (args.json or args.quiet)
-    width = max(len(label) for label in model["labels"] + ["label"])
+            "{actors} actors of {actor_threads} threads)".format(**model["ray"]) if "ray" in model else ""))
+    table, width = not (args.json or args.quiet), max(len(label) for label in model["labels"] + ["label"])
     if table:
         say(sys.stdout, f"{'label':<{width}}  probability  path")
     counts, errors, started = dict.fromkeys(model["labels"], 0), 0, time.perf_counter()
-    for prediction in predictions:
-        bar.update()
+    for prediction in bar:
         if prediction.ok:
             counts[prediction.label] += 1
             if table:
@@ -128,7 +129,6 @@ def _report(predictions: Any, model: dict[str, Any], args: argparse.Namespace, h
             say(sys.stderr, f"emotion-infer: {display_path(prediction.path)}: {prediction.error}")
         for writer in writers:
             writer.add(prediction)
-    bar.close()
     elapsed, classified = time.perf_counter() - started, sum(counts.values())
     summary = {"files": classified + errors, "classified": classified, "errors": errors, "labels": counts,
                "seconds": round(elapsed, 3), "images_per_second": round(classified / elapsed, 1)}
@@ -186,11 +186,11 @@ class ParquetWriter:
     ROWS = 65536  # per row group
 
     def __init__(self, handle: IO[bytes]) -> None:
-        import pyarrow
         import pyarrow.parquet
 
-        self.schema = pyarrow.schema([(c, pyarrow.float64() if c == "probability" else pyarrow.string()) for c in COLUMNS])
-        self.writer, self.rows = pyarrow.parquet.ParquetWriter(handle, self.schema), []
+        schema = pyarrow.schema([(c, pyarrow.float64() if c == "probability" else pyarrow.string()) for c in COLUMNS])
+        self.writer, self.rows = pyarrow.parquet.ParquetWriter(handle, schema), []
+        self.table = functools.partial(pyarrow.Table.from_pylist, schema=schema)
 
     def add(self, prediction: Prediction) -> None:
         self.rows.append({**prediction.to_dict(), "path": display_path(prediction.path)})
@@ -202,9 +202,7 @@ class ParquetWriter:
         self.writer.close()
 
     def _flush(self) -> None:
-        import pyarrow
-
-        self.writer.write_table(pyarrow.Table.from_pylist(self.rows, self.schema))
+        self.writer.write_table(self.table(self.rows))
         self.rows = []
 
 

@@ -1,7 +1,7 @@
 """The command-line conventions every ``emotion-*`` command shares: one error path and one set of model options.
 
-Errors are one line on stderr (``PROG: error: ...``) with exit status 2. Ctrl-C exits 130 and SIGTERM 143 after
-the same clean-up (atomic outputs removed, models closed), because both arrive as :class:`KeyboardInterrupt`.
+Errors are one line on stderr (``PROG: error: ...``), exit status 2. Ctrl-C exits 130 and SIGTERM 143 after the
+same clean-up (atomic outputs removed, models closed): both arrive as :class:`KeyboardInterrupt`.
 """
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ def model_line(model: dict[str, Any]) -> str:
 
 
 def attempt(step: Callable[[Any], Any], value: Any) -> tuple[Any, str | None]:
-    """``(step(value), None)``, or ``(None, the one-line reason it failed)``: one item's failure, reported
-    with that item, never stops a stream of them."""
+    """``(step(value), None)``, or ``(None, why it failed)``: one item's failure never stops a stream of them."""
     try:
         return step(value), None
     except MemoryError:
@@ -60,10 +59,8 @@ def attempt(step: Callable[[Any], Any], value: Any) -> tuple[Any, str | None]:
 def guard(*expected: type[BaseException], prog: str | None = None) -> Callable[[Main], Main]:
     """Run a command's ``main`` on the shared error path.
 
-    Args:
-        *expected: exception types that mean bad input for this command, besides :class:`UsageError`, the
-            runtime's model and image errors, and missing or existing files.
-        prog: the command's name in messages (default: the program's file name).
+    ``expected`` are the exception types that mean bad input for this command, besides :class:`UsageError`, the
+    runtime's model and image errors, and missing or existing files; ``prog`` names it (default: the program file).
     """
     from .metadata import ModelLoadError
     from .preprocess import ImageDecodeError
@@ -96,26 +93,23 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    return _positive(text, int, "a positive integer")
+def _positive(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not 0 < value < float("inf"):
+            import argparse  # the error path only: the library path of the runtime does not import argparse
+
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    return _positive(text, float, "a positive number")
-
-
-def _positive(text: str, kind: Callable[[str], Any], what: str) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        value = 0
-    if not 0 < value < float("inf"):
-        import argparse  # the error path only: the library path of the runtime does not import argparse
-
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
+positive_int = _positive(int, "a positive integer")  # argparse types: a whole number >= 1, a finite number > 0
+positive_float = _positive(float, "a positive number")
 
 
 def print_json(data: Any) -> None:

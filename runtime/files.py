@@ -1,8 +1,5 @@
-"""Finding image files: recognised by content, robust to broken links, loops, odd names and very deep trees.
-
-A PNG named ``.jpg`` is found and a text file named ``.jpg`` is reported, not skipped. Paths come in a stable,
-sorted, depth-first order.
-"""
+"""Finding image files: recognised by content (a PNG named ``.jpg`` is found, a text file named ``.jpg`` reported),
+robust to broken links, loops, odd names and very deep trees, in a stable, sorted, depth-first order."""
 
 from __future__ import annotations
 
@@ -12,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-# Magic numbers of the formats Pillow decodes that people keep photos in: JPEG, PNG, GIF, BMP, TIFF, WebP,
-# JPEG 2000, PNM.
+# Magic numbers of the formats Pillow decodes that people keep photos in: JPEG, PNG, GIF, BMP, TIFF, WebP, JP2, PNM.
 SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF",
               b"\x00\x00\x00\x0cjP  ", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
 IMAGE_EXTENSIONS = set(".jpg .jpeg .jpe .png .gif .bmp .tif .tiff .webp .jp2 .ppm .pgm .pbm".split())
@@ -66,9 +62,7 @@ def walk(root: Path, recursive: bool = True) -> Iterator[Candidate]:
             except OSError as exc:
                 yield Candidate(folder, f"cannot list folder: {exc.strerror or exc}")
             folder = None
-            continue
-        entry = next(stack[-1], None)
-        if entry is None:
+        elif (entry := next(stack[-1], None)) is None:
             stack.pop()
         elif not entry.name.startswith("."):
             try:

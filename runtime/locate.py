@@ -24,13 +24,8 @@ HOW_TO_EXPORT = "export one with `emotion-export RUN --out exports/NAME`"
 def resolve_model(path: str | os.PathLike, backend: str | None = None, variant: str | None = None) -> Path:
     """The ``.xml`` or ``.onnx`` file that ``path`` designates (see the module docstring).
 
-    Args:
-        path: a model file, a version, repository or export folder.
-        backend: "onnxruntime" looks for ``.onnx`` files only; otherwise ``.xml`` first.
-        variant: "fp32", "fp16" or "int8", for an export folder only.
-
-    Raises:
-        ModelLoadError: nothing usable there, with what was found instead.
+    ``backend="onnxruntime"`` looks for ``.onnx`` files only, otherwise ``.xml`` comes first. Raises
+    :class:`ModelLoadError` when nothing usable is there, saying what was found instead.
     """
     path = Path(os.fsdecode(path))
     suffixes = (".onnx",) if backend == "onnxruntime" else (".xml", ".onnx")
@@ -39,10 +34,12 @@ def resolve_model(path: str | os.PathLike, backend: str | None = None, variant: 
     if not path.exists():
         raise ModelLoadError(f"model {path} {'is a broken symbolic link' if path.is_symlink() else 'does not exist'}")
     if path.is_file():
-        model = _model_file(path, suffixes)
-    else:  # a version folder, else a repository of versions, else an export folder
-        model = _model_in(path, suffixes) or _latest_version(path, suffixes)
-    if model is None:
+        if path.suffix.lower() == ".bin" and path.with_suffix(".xml").is_file():
+            path = path.with_suffix(".xml")
+        if path.suffix.lower() not in suffixes:
+            raise ModelLoadError(f"{path} is not a model file: expected {' or '.join(suffixes)}")
+    model = path if path.is_file() else _model_in(path, suffixes)
+    if model is None:  # not a version folder nor a repository of versions: an export folder
         return _from_export(path, suffixes, variant)
     if variant not in (None, "fp32"):
         raise ModelLoadError(f"variant {variant} chooses among an export folder's models, and {path} is one model")
@@ -62,25 +59,17 @@ def default_model(environ: dict[str, str] | None = None, cwd: str | os.PathLike 
     return max(exports, key=lambda d: ((d / REPORT_NAME).stat().st_mtime, d.name))
 
 
-def _model_file(path: Path, suffixes: tuple[str, ...]) -> Path:
-    if path.suffix.lower() == ".bin" and path.with_suffix(".xml").is_file():
-        path = path.with_suffix(".xml")
-    if path.suffix.lower() not in suffixes:
-        raise ModelLoadError(f"{path} is not a model file: expected {' or '.join(suffixes)}")
-    return path
-
-
 def _model_in(folder: Path, suffixes: tuple[str, ...]) -> Path | None:
-    return next((folder / f"model{s}" for s in suffixes if (folder / f"model{s}").is_file()), None)
-
-
-def _latest_version(folder: Path, suffixes: tuple[str, ...]) -> Path | None:
+    """``folder``'s own ``model.xml`` or ``model.onnx``, else the one of its highest numbered version folder."""
     versions = sorted((int(d.name), d) for d in _folders(folder) if d.name.isdigit())
-    return next((m for _, d in reversed(versions) if (m := _model_in(d, suffixes))), None)
+    for where in [folder] + [d for _, d in reversed(versions)]:
+        if model := next((where / f"model{s}" for s in suffixes if (where / f"model{s}").is_file()), None):
+            return model
+    return None
 
 
 def _from_export(folder: Path, suffixes: tuple[str, ...], variant: str | None) -> Path:
-    names = {d.name for d in _folders(folder) if _latest_version(d, (".xml", ".onnx"))}
+    names = {d.name for d in _folders(folder) if _model_in(d, (".xml", ".onnx"))}
     names |= {p.stem for p in folder.glob("*.onnx") if not p.name.startswith(".")}
     bases = {n.rsplit("-", 1)[0] if n.endswith(("-fp16", "-int8")) else n for n in names}
     if len(bases) != 1:
@@ -90,7 +79,7 @@ def _from_export(folder: Path, suffixes: tuple[str, ...], variant: str | None) -
     base = bases.pop()
     for wanted in [variant] if variant else VARIANTS:
         key = base if wanted == "fp32" else f"{base}-{wanted}"
-        model = _latest_version(folder / key, suffixes) or ((folder / f"{key}.onnx") if ".onnx" in suffixes else None)
+        model = _model_in(folder / key, suffixes) or ((folder / f"{key}.onnx") if ".onnx" in suffixes else None)
         if model and model.is_file():
             return model
     kind = "ONNX model" if suffixes == (".onnx",) else "model"

@@ -1,11 +1,8 @@
 """Model metadata: the one source of truth for labels, threshold, input size and preprocessing.
 
-Training stores a :class:`ModelInfo` inside ``model.keras``; ``emotion-export`` writes it into the OpenVINO IR's
-``rt_info["model_info"]`` and the ONNX file's ``metadata_props``; the runtime and the server read it back. As
-OpenVINO Model API does, the reader walks one typed list of parameters (the dataclass fields, each with its
-wire key and default), ignores keys it does not know and names a missing required one. Key names follow Model
-API where one exists (``labels``, ``orig_height``, ``resize_type``, ``scale_values``, ...). All values are
-strings on the wire, as ``rt_info`` and ONNX metadata require.
+Stored in ``model.keras``, the IR's ``rt_info["model_info"]`` and the ONNX ``metadata_props``, all values as
+strings. As OpenVINO Model API does, the reader walks one typed list of parameters (the fields, each with its
+wire key, named after Model API's where one exists, and default), ignores unknown keys, names a missing required one.
 """
 
 from __future__ import annotations
@@ -25,10 +22,9 @@ RT_INFO_SECTION = "model_info"
 INPUT_NAME = "image"  # the input of every exported model: uint8 NHWC RGB
 OUTPUT_PROBABILITY = "probability"  # (N, 1) P(Positive)
 OUTPUT_SCORES = "scores"  # (N, 2) [P(Negative), P(Positive)], what OpenVINO Model API reads
-# Constant for every emotion-edge model. With ``embedded_processing`` false, OpenVINO Model API adds, in memory at
-# load, its own preprocessing in front of the uint8 input: a BGR photo of any size (what cv2.imread gives) resized
-# (OpenCV-style bilinear, aspect ratio not kept, as ours) and turned to RGB; no mean and no scale, the graph
-# divides by 255 itself. The files are unchanged, so emotion.runtime feeds them as before.
+# Constant for every emotion-edge model. With ``embedded_processing`` false, Model API adds in memory at load its own
+# preprocessing: a BGR photo of any size resized (bilinear, aspect not kept, as ours) and turned to RGB; no mean,
+# no scale (the graph divides by 255). The files are unchanged, so emotion.runtime feeds them as before.
 FIXED = {
     "model_type": "Classification", "task_type": "classification", "positive_index": "1", "input_name": INPUT_NAME,
     "input_dtype": "uint8", "layout": "NHWC", "color_order": "RGB", "output_raw_scores": "True",
@@ -54,6 +50,10 @@ def _param(key: str, default: Any, *, parse=str, dump=str, required: bool = Fals
     return field(default=default, metadata=meta)
 
 
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value), sort_keys=True)
+
+
 def _labels(text: str) -> tuple[str, str]:
     labels = tuple(text.split(" "))
     if len(labels) != 2:
@@ -61,19 +61,9 @@ def _labels(text: str) -> tuple[str, str]:
     return labels  # type: ignore[return-value]
 
 
-def _json_dump(value: Mapping[str, Any]) -> str:
-    return json.dumps(dict(value), sort_keys=True)
-
-
 @dataclass(frozen=True)
 class ModelInfo:
-    """Everything a runtime needs to feed a model and read its answer.
-
-    Example:
-        >>> info = ModelInfo(threshold=0.4)
-        >>> ModelInfo.from_strings(info.to_strings()) == info
-        True
-    """
+    """Everything a runtime needs to feed a model and read its answer."""
 
     labels: tuple[str, str] = _param("labels", DEFAULT_LABELS, parse=_labels, dump=" ".join, required=True)
     threshold: float = _param("decision_threshold", 0.5, parse=float, dump=lambda v: repr(float(v)))
@@ -85,8 +75,8 @@ class ModelInfo:
     version: str = _param("model_version", "1")
     precision: str = _param("precision", "fp32")
     source_sha256: str = _param("source_sha256", "")
-    metrics: Mapping[str, Any] = _param("training_metrics", {}, parse=json.loads, dump=_json_dump)
-    versions: Mapping[str, str] = _param("versions", {}, parse=json.loads, dump=_json_dump)
+    metrics: Mapping[str, Any] = _param("training_metrics", {}, parse=json.loads, dump=_json)
+    versions: Mapping[str, str] = _param("versions", {}, parse=json.loads, dump=_json)
 
     @property
     def preprocess_spec(self) -> PreprocessSpec:
@@ -107,11 +97,7 @@ class ModelInfo:
 
     @classmethod
     def from_strings(cls, values: Mapping[str, str]) -> "ModelInfo":
-        """Read what :meth:`to_strings` wrote; unknown keys are ignored.
-
-        Raises:
-            ModelLoadError: not emotion-edge metadata, a required key missing, or a value that does not parse.
-        """
+        """Read what :meth:`to_strings` wrote; :class:`ModelLoadError` if a required key is missing or malformed."""
         if FORMAT_KEY not in values:
             raise ModelLoadError("the model has no emotion-edge metadata (rt_info 'model_info' / ONNX "
                                  "metadata_props); export it with emotion-export")

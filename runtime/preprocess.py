@@ -1,18 +1,11 @@
 """The one image preprocessing of emotion-edge, shared by training, export checks, runtime and server.
 
-Training and the runtime feed every image through :func:`preprocess`, so an exported model sees the very uint8
-array Keras saw:
-
-1. **Open** with Pillow (a path, bytes, a binary file, a ``PIL.Image`` or a uint8 array), header only: images
-   over :data:`MAX_PIXELS` are refused before any pixel is decoded, and JPEGs decode at a reduced DCT scale that
-   still leaves twice the target size (Pillow's ``draft``: faster, nearly lossless).
-2. **Decode** to 8-bit RGB, EXIF orientation applied, first frame of an animation: transparency composited onto
-   white, 16- and 32-bit greyscale by its high byte, float greyscale clipped to 0..255, the rest through
-   Pillow's ``convert("RGB")``.
-3. **Resize** to the model's (height, width), aspect ratio not kept (as the seed's ``load_img(target_size=)``),
-   with one filter, bilinear by default (antialiased when shrinking).
-4. **Result**: uint8 (height, width, 3) RGB. Scaling to [0, 1] (:func:`scale`, the seed's ``rescale=1./255``)
-   is done by training and inside exported models, so every backend is fed uint8.
+Every image goes through :func:`preprocess`, so an exported model sees the very uint8 array Keras saw: opened with
+Pillow (over :data:`MAX_PIXELS` refused from the header; JPEGs decoded at a reduced DCT scale that still leaves
+twice the target size), decoded to 8-bit RGB (EXIF orientation applied, first frame of an animation, transparency
+onto white, 16- and 32-bit greyscale by the high byte, float greyscale clipped to 0..255), resized to the model's
+(height, width) with one filter, aspect ratio not kept (as the seed's ``load_img``). Scaling to [0, 1]
+(:func:`scale`) is done by training and inside exported models, so every backend is fed uint8.
 """
 
 from __future__ import annotations
@@ -26,13 +19,11 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-# Refused from the header alone: a 400x500 model needs nothing near it (Pillow's own guard is at 89 Mpx).
-MAX_PIXELS = 64_000_000
+MAX_PIXELS = 64_000_000  # a 400x500 model needs nothing near it (Pillow's own guard is at 89 Mpx)
 RESIZE_FILTERS = {name: Image.Resampling[name.upper()] for name in ("nearest", "bilinear", "bicubic", "lanczos", "box")}
 DEFAULT_RESIZE_FILTER = "bilinear"
 DEFAULT_INPUT_SIZE = (400, 500)  # (height, width), the seed's input
 BACKGROUND_RGB = (255, 255, 255)  # what a viewer shows behind a transparent PNG on a page
-ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 OPEN_ERRORS = {FileNotFoundError: "file not found (or a broken symbolic link)", PermissionError: "permission denied",
                IsADirectoryError: "is a directory, not an image file",
                Image.UnidentifiedImageError: "not an image Pillow can identify"}
@@ -59,16 +50,14 @@ class PreprocessSpec:
             raise ValueError(f"unknown resize filter {self.resize_filter!r}; known: {', '.join(RESIZE_FILTERS)}")
 
     @property
-    def size(self) -> tuple[int, int]:
-        """(height, width)."""
+    def size(self) -> tuple[int, int]:  # (height, width)
         return (self.height, self.width)
 
 
 def open_image(source: ImageSource, spec: PreprocessSpec = PreprocessSpec()) -> Image.Image:
     """Open ``source`` lazily: header read, size checked, JPEG reduced-scale decoding set up.
 
-    The returned image's ``size`` is what decoding will produce, so ``width * height`` is the decode work it
-    costs; the server admits requests by it.
+    Its ``size`` is what decoding will produce, the decode work the server admits a request by.
 
     Raises:
         ImageDecodeError: not an image, unreadable, or over :data:`MAX_PIXELS`.
@@ -77,17 +66,13 @@ def open_image(source: ImageSource, spec: PreprocessSpec = PreprocessSpec()) -> 
         return Image.fromarray(_rgb_array(source), "RGB")
     image = source if isinstance(source, Image.Image) else _open(source)
     _check_pixels(image.width, image.height)
-    if image.format == "JPEG" and not _rotates(image):
+    if image.format == "JPEG" and not _rotates(image):  # a rotated image's draft would be cut on the wrong side
         image.draft("RGB", (spec.width * 2, spec.height * 2))
     return image
 
 
 def decode(source: ImageSource, spec: PreprocessSpec = PreprocessSpec()) -> Image.Image:
-    """Decode ``source`` to an 8-bit RGB Pillow image of its own size (EXIF orientation applied).
-
-    Raises:
-        ImageDecodeError: the input is not a usable image.
-    """
+    """Decode ``source`` to an 8-bit RGB Pillow image of its own size (EXIF orientation applied)."""
     image = open_image(source, spec)
     try:
         image.load()
@@ -126,14 +111,11 @@ def resize(image: Image.Image, spec: PreprocessSpec = PreprocessSpec()) -> np.nd
 def preprocess(source: ImageSource, spec: PreprocessSpec = PreprocessSpec()) -> np.ndarray:
     """Decode and resize one image: the uint8 (height, width, 3) RGB array every model is fed.
 
-    A uint8 array already of the model's size is passed through untouched.
+    A path, bytes, a binary file, a PIL image or a uint8 array; an array already of the model's size is passed
+    through untouched.
 
     Raises:
         ImageDecodeError: with a one-line reason, for anything that is not a usable image.
-
-    Example:
-        >>> preprocess(np.zeros((40, 50, 3), np.uint8), PreprocessSpec(8, 10)).shape
-        (8, 10, 3)
     """
     if isinstance(source, np.ndarray) and source.shape == (spec.height, spec.width, 3):
         return np.ascontiguousarray(_rgb_array(source))
@@ -166,10 +148,8 @@ def _open(source: ImageSource) -> Image.Image:
 
 def _check_pixels(width: int, height: int) -> None:
     if width * height > MAX_PIXELS:
-        raise ImageDecodeError(
-            f"refused before decoding: {width}x{height} = {width * height:,} pixels exceeds the limit of "
-            f"{MAX_PIXELS:,} (decompression-bomb guard)"
-        )
+        raise ImageDecodeError(f"refused before decoding: {width}x{height} = {width * height:,} pixels exceeds the "
+                               f"limit of {MAX_PIXELS:,} (decompression-bomb guard)")
     if width < 1 or height < 1:
         raise ImageDecodeError(f"empty image ({width}x{height})")
 
@@ -182,13 +162,11 @@ def _rgb_array(array: np.ndarray) -> np.ndarray:
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise ImageDecodeError(f"arrays must be HxWx3 (RGB), got shape {array.shape}")
     _check_pixels(array.shape[1], array.shape[0])
-    if array.shape[2] == 4:
-        return np.asarray(to_rgb8(Image.fromarray(array, "RGBA")))
-    return array
+    return np.asarray(to_rgb8(Image.fromarray(array, "RGBA"))) if array.shape[2] == 4 else array
 
 
 def _rotates(image: Image.Image) -> bool:
     try:
-        return image.getexif().get(0x0112, 1) in ROTATING_ORIENTATIONS
+        return image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap width and height
     except Exception:  # a broken EXIF block must not stop the decode; exif_transpose copes later
         return False
