@@ -59,9 +59,6 @@ POOLED_STAGES = (5, 6)
 TOP_POOL_LAYER = "top_pool"  # global average pool of the head convolution: what ImageNet's classifier reads
 FEATURES_LAYER = "features"  # the pooled features the sigmoid head reads: stage outputs beside the top pool
 NORMALIZATION_LAYER = "features_norm"  # standardises the features by the training features' mean and variance
-COLOUR_LAYER = "colour_features"  # edge's colour statistics of the whole picture and of its centre
-COLOUR_NORMALIZATION_LAYER = "colour_norm"
-COLOUR_SIDE = 32  # the statistics are taken on the input average-pooled to about this many pixels a side
 
 
 class WeightsError(ValueError):
@@ -128,32 +125,23 @@ def weights_file(variant: Variant) -> Path:
 
 
 def build_efficientnet_lite(variant: str, input_size: tuple[int, int], weights: bool = True, dropout: float = 0.2,
-                            head_l2: float = 0.01, colour_l2: float | None = 0.0025,
-                            name: str | None = None) -> "keras.Model":
-    """EfficientNet-Lite ``variant`` as a binary classifier: the sum of two linear logits, then a sigmoid
-    ``probability``:
-
-    - **Backbone**: image in [0, 1] -> normalisation -> backbone -> global average pools of the head convolution
-      (:data:`TOP_POOL_LAYER`) and of the outputs of :data:`POOLED_STAGES`, concatenated (:data:`FEATURES_LAYER`)
-      -> standardisation (:data:`NORMALIZATION_LAYER`, about the identity until set to the training features'
-      statistics) -> dropout -> one L2-regularised unit.
-    - **Colour** (unless ``colour_l2`` is None): edge's weight-free colour statistics of the whole picture and of
-      its centre (:func:`emotion.train.models.colour_statistics`, :data:`COLOUR_LAYER`), standardised the same
-      way, -> one unit with its own, weaker L2.
+                            head_l2: float = 0.01, name: str | None = None) -> "keras.Model":
+    """EfficientNet-Lite ``variant`` as a binary classifier: image in [0, 1] -> normalisation -> backbone ->
+    global average pools of the head convolution (:data:`TOP_POOL_LAYER`) and of the outputs of
+    :data:`POOLED_STAGES`, concatenated (:data:`FEATURES_LAYER`) -> standardisation (:data:`NORMALIZATION_LAYER`,
+    about the identity until set to the training features' statistics) -> dropout -> one L2-regularised sigmoid
+    unit ``probability``.
 
     Why the stage outputs: the head convolution's features are tuned to ImageNet's objects, while what a photo
     evokes also lies in mid-level texture and colour patterns that earlier stages describe; pooled beside the top
-    they cost a few hundred numbers and no extra convolution. Why the colour unit: the overall colour and tone
-    of a picture carry valence that ImageNet features hardly keep; 80 statistics among 1,584 backbone features
-    under one penalty are drowned out, so they get a unit and a penalty of their own.
+    they cost a few hundred numbers and no extra convolution.
 
     Args:
         variant: a key of :data:`VARIANTS`.
         input_size: (height, width), each at least :data:`MIN_INPUT_SIDE`.
         weights: load the ImageNet weights into the backbone (the head starts at zero either way).
-        dropout: dropout rate before the backbone's unit.
-        head_l2: L2 factor of the backbone unit's kernel.
-        colour_l2: L2 factor of the colour unit's kernel; None leaves the colour branch out.
+        dropout: dropout rate before the sigmoid unit.
+        head_l2: L2 factor of the sigmoid unit's kernel.
         name: model name (default: the variant's).
 
     Raises:
@@ -201,20 +189,8 @@ def build_efficientnet_lite(variant: str, input_size: tuple[int, int], weights: 
     x = layers.BatchNormalization(center=False, scale=False, epsilon=BN_EPSILON, trainable=False,
                                   name=NORMALIZATION_LAYER)(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
-    logit = layers.Dense(1, kernel_initializer="zeros", kernel_regularizer=keras.regularizers.L2(head_l2),
-                         name="backbone_logit")(x)
-    if colour_l2 is not None:
-        from .models import colour_statistics
-
-        pool = max(1, round(min(height, width) / COLOUR_SIDE))
-        small = layers.AveragePooling2D(pool, name="colour_downsample")(image)
-        c = layers.Concatenate(name=COLOUR_LAYER)(colour_statistics(small))
-        c = layers.BatchNormalization(center=False, scale=False, epsilon=BN_EPSILON, trainable=False,
-                                      name=COLOUR_NORMALIZATION_LAYER)(c)
-        c = layers.Dense(1, kernel_initializer="zeros", kernel_regularizer=keras.regularizers.L2(colour_l2),
-                         name="colour_logit")(c)
-        logit = layers.Add(name="logit")([logit, c])
-    out = layers.Activation("sigmoid", name="probability")(logit)
+    out = layers.Dense(1, activation="sigmoid", kernel_initializer="zeros",
+                       kernel_regularizer=keras.regularizers.L2(head_l2), name="probability")(x)
     model = keras.Model(image, out, name=name or variant)
     if state is not None:
         set_imagenet_weights(model, spec, state)

@@ -75,26 +75,11 @@ def build_seed(input_size: tuple[int, int] = (400, 500)) -> "keras.Model":
 # (height, width): the seed's 4:5 aspect at 1/6.25 the side. Global statistics need few pixels, and a small input
 # also makes the runtime's JPEG decode cheaper (reduced-scale DCT decoding).
 EDGE_INPUT_SIZE = (64, 80)
-# The statistics layer's name in edge and Lite models (the centre's is "centre_" + it): export keeps every
-# operation from any layer whose name contains it in float under INT8.
+# The statistics layer's name in edge models (the centre's is "centre_" + it): export keeps every operation from
+# any layer whose name contains it in float under INT8.
 COLOUR_STATISTICS_NAME = "colour_statistics"
 
 _COLOUR_STATISTICS = None
-
-
-def colour_statistics(small: "keras.KerasTensor", centre: bool = True) -> list["keras.KerasTensor"]:
-    """:class:`ColourStatistics` of an (average-pooled) image and, with ``centre``, of its centre half (a quarter
-    of its area, where the subject of a curated photo usually sits); named so that INT8 export keeps them in
-    float."""
-    from keras import layers
-
-    statistics = colour_statistics_layer()
-    outputs = [statistics(name=COLOUR_STATISTICS_NAME)(small)]
-    if centre:
-        rows, cols = small.shape[1] // 4, small.shape[2] // 4
-        middle = layers.Cropping2D(((rows, rows), (cols, cols)), name="centre_crop")(small)
-        outputs.append(statistics(name=f"centre_{COLOUR_STATISTICS_NAME}")(middle))
-    return outputs
 
 
 def colour_statistics_layer() -> type:
@@ -242,7 +227,12 @@ def build_edge(
     small = layers.AveragePooling2D(colour_pool, name="colour_downsample")(image) if colour_pool > 1 else image
     features = []
     if colour in ("stats", "both"):
-        features += colour_statistics(small, centre)
+        statistics = colour_statistics_layer()
+        features.append(statistics(name=COLOUR_STATISTICS_NAME)(small))
+        if centre:
+            rows, cols = small.shape[1] // 4, small.shape[2] // 4
+            middle = layers.Cropping2D(((rows, rows), (cols, cols)), name="centre_crop")(small)
+            features.append(statistics(name=f"centre_{COLOUR_STATISTICS_NAME}")(middle))
     if colour in ("mlp", "both"):
         c = layers.Rescaling(2.0, offset=-1.0, name="colour_centre")(small)
         c = conv_bn_relu(c, colour_units, 1, 1, "colour1")

@@ -7,8 +7,8 @@ runs what is trained. On two CPU cores this turns minutes an epoch into seconds.
 
 1. **Head**: the global-average-pooled features of the frozen backbone, standardised (a frozen batch norm set to
    the training features' mean and variance, as a logistic-regression probe would), dropout, one L2-regularised
-   unit, plus the colour statistics' own standardised unit; class weights; a fixed number of epochs (the problem
-   is convex apart from dropout, and the ~70 validation images of a small dataset are too few to pick an epoch by).
+   unit; class weights; a fixed number of epochs (the problem is convex apart from dropout, and the ~70
+   validation images of a small dataset are too few to pick an epoch by).
 2. **Fine-tuning** (``fine_tune`` > 0 blocks): the last ``fine_tune`` MBConv blocks and the head convolution train
    together with the head at a low learning rate; their batch norms stay frozen, so they run in inference mode
    with ImageNet statistics (a few hundred images cannot re-estimate them); early stopping on validation AUC
@@ -30,8 +30,7 @@ import numpy as np
 
 from . import metrics as metrics_mod
 from . import models
-from .efficientnet_lite import (COLOUR_LAYER, COLOUR_NORMALIZATION_LAYER, FEATURES_LAYER, NORMALIZATION_LAYER,
-                               fine_tune_inputs)
+from .efficientnet_lite import FEATURES_LAYER, NORMALIZATION_LAYER, fine_tune_inputs
 
 if TYPE_CHECKING:
     import keras
@@ -91,25 +90,22 @@ def _train(cfg: "TrainConfig", x: np.ndarray, y: np.ndarray, x_val: np.ndarray |
 
     keras.utils.set_random_seed(cfg.seed)
     model = models.build(cfg.arch, tuple(cfg.image_size))
-    # The trained part's inputs, computed once: where fine-tuning starts (or the pooled features) and, last,
-    # the weight-free colour statistics.
-    cut = [*fine_tune_inputs(model, cfg.fine_tune), model.get_layer(COLOUR_LAYER).output]
+    cut = fine_tune_inputs(model, cfg.fine_tune)  # the trained part's inputs, computed once
     frozen = keras.Model(model.input, cut)
     x_views, y_views = views(x, y, cfg.augment)
     a_train = _activations(frozen, x_views, cfg.batch_size)
     a_val = None if x_val is None else _activations(frozen, x_val, cfg.batch_size)
-    features = [model.get_layer(FEATURES_LAYER).output, cut[-1]]
-    pool = keras.Model(cut[:-1], features[0]) if cfg.fine_tune else None
+    features = model.get_layer(FEATURES_LAYER).output
+    pool = keras.Model(cut, features) if cfg.fine_tune else None
 
-    def head_inputs(a: list[np.ndarray] | None) -> list[np.ndarray] | None:
-        if a is None or pool is None:
-            return a
-        return [pool.predict(a[:-1], batch_size=256, verbose=0), a[-1]]
+    def head_inputs(a: list[np.ndarray] | None) -> np.ndarray | None:
+        if a is None:
+            return None
+        return a[0] if pool is None else pool.predict(a, batch_size=256, verbose=0)
 
     f_train, f_val = head_inputs(a_train), head_inputs(a_val)
     head = keras.Model(features, model.output)
-    for layer, values in zip((NORMALIZATION_LAYER, COLOUR_NORMALIZATION_LAYER), f_train):
-        head.get_layer(layer).set_weights([values.mean(axis=0), values.var(axis=0)])
+    head.get_layer(NORMALIZATION_LAYER).set_weights([f_train.mean(axis=0), f_train.var(axis=0)])
     validation = None if x_val is None else (f_val, y_val)
     history = _fit(head, f_train, y_views, validation, cfg.epochs, cfg.learning_rate, cfg, [timer])
     history["stage"] = ["head"] * cfg.epochs
