@@ -122,6 +122,9 @@ def export_model(source: str | os.PathLike, out_dir: str | os.PathLike, precisio
                           run_dir=str(run.path.resolve()) if run else None, out_dir=str(out.resolve()),
                           name=info.name, version=info.version, precisions=list(chosen), opset=opset,
                           model_info=fp32_strings, notes=list(src.notes))
+    if src.refit and data is None:  # run.json "refit": the validation split is training data too
+        report.notes.append("the model was refit on its validation images: ROC AUC and accuracy on them are in-sample "
+                            "(parity is not affected); --data with other labelled images gives held-out figures")
     with steps("images", "reading images through the shared preprocessing"):
         images = verification_set(info.preprocess_spec, src.split, data, calibration, progress)
         cal = (calibration_set(info.preprocess_spec, src.split, calibration, calibration_size, progress)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .parity import table
 from .verify import Verification
 
 
@@ -49,7 +50,7 @@ class ExportReport:
         if self.verification is not None:
             v = self.verification
             lines += [f"Parity with Keras on {v.data.get('source', '?')} (threshold {v.threshold:g}):", "",
-                      v.table(), ""]
+                      table(v.checks), ""]
             lines += [f"note: {note}" for note in v.notes]
             lines.append("FP32 parity: OK" if v.parity_ok else "FP32 parity: FAILED: " + "; ".join(v.problems))
         if self.files:

@@ -29,6 +29,7 @@ class Source:
     info: ModelInfo
     split: Any | None  # emotion.train.data.Split
     notes: list[str]
+    refit: bool = False  # the model also trained on the split's validation images
 
 
 def locate(path: str | os.PathLike) -> tuple[Path, RunFolder | None]:
@@ -53,9 +54,10 @@ def load_source(path: str | os.PathLike) -> Source:
         raise ExportError(str(exc)) from None
     check_single_sigmoid(model, model_path)
     try:
-        return Source(model, info, run.split() if run else None, [])
+        split = run.split() if run else None
     except DataError as exc:
         return Source(model, info, None, [f"{exc}; the run's split is not used"])
+    return Source(model, info, split, [], bool(run and run.config().get("refit")))
 
 
 def _final_activation(model: Any) -> str | None:

@@ -21,7 +21,7 @@ from emotion.runtime.metadata import ModelInfo
 from .data import ImageSet, verification_set
 from .formats import FORMATS, Format, exported_file, open_classifier
 from .openvino_export import cpu_supports_bf16
-from .parity import EXPORT_LIMITS, Check, Limits, Verdict, compare, judge, passed, table
+from .parity import EXPORT_LIMITS, Check, Limits, Verdict, compare, judge, passed
 from .source import keras_predict, load_source
 
 
@@ -48,9 +48,6 @@ class Verification:
     def to_dict(self) -> dict:
         return {"data": self.data, "threshold": self.threshold, "parity_ok": self.parity_ok,
                 "problems": self.problems, "notes": list(self.notes), "checks": [c.to_dict() for c in self.checks]}
-
-    def table(self) -> str:
-        return table(self.checks)
 
 
 def runtime_predict(fmt: Format, path: str | os.PathLike, images: np.ndarray, info: ModelInfo) -> np.ndarray:

@@ -351,6 +351,23 @@ def test_batchnorm_model_bare_file_with_and_without_data(tiny_run, tmp_path):
                                                                  "export_report.json"]
 
 
+def test_a_refit_run_says_its_validation_figures_are_in_sample(tiny_run, tmp_path):
+    """A run whose model also trained on its validation split (``emotion-train --refit``): the export says that
+    AUC on those images is in-sample; verified on --data images instead, it does not."""
+    from emotion.export import export_model
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    config = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**config, "refit": True}), encoding="utf-8")
+    on_split = export_model(run, tmp_path / "a", ["fp32"], progress=False)
+    assert on_split.ok and any("refit on its validation images" in note for note in on_split.notes)
+    assert "validation-split" in on_split.verification.data["source"]
+    on_data = export_model(run, tmp_path / "b", ["fp32"], data=config["data_root"], progress=False)
+    assert on_data.ok and not any("refit" in note for note in on_data.notes)
+    plain = export_model(tiny_run, tmp_path / "c", ["fp32"], progress=False)
+    assert not any("refit" in note for note in plain.notes)
+
+
 def test_int8_only_with_accuracy_control(tiny_run, tmp_path):
     from emotion.export import export_model
 
