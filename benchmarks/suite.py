@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import enum
-import math
 import os
 import subprocess
 import sys
@@ -35,8 +34,8 @@ from emotion.train.run_folder import RunFolder, locate
 from . import coldstart
 from .hardware import hardware_report
 from .report import main_table, markdown  # noqa: F401 - markdown: this command's report
-from .timing import interleave, percentiles_ms, ratio, run_benchmark_app, summarize
-from .workers import FormatWorker
+from .timing import interleave, ratio, summarize
+from .workers import FormatWorker, make_folder, pair_ratios
 
 TIMINGS = ("latency", "ba_latency", "throughput", "ba_throughput", "e2e", "cold_start", "latency_ratio",
            "throughput_ratio")
@@ -247,10 +246,9 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = lambda text:
                 keras.timings["other_calls_ms"] = keras.keep("other calls",
                                                              lambda: workers["keras"].call("other_calls"))
             timed = [f for f in inputs.formats if f.name in workers]
-            e2e_files = (files * math.ceil(args.e2e_images / len(files)))[: max(len(files), args.e2e_images)]
-            rounds = interleave({f.name: lambda f=f: _round(f, workers[f.name], results[f.name], inputs, args,
-                                                             files[0], e2e_files, progress) for f in timed},
-                                args.repeats, progress)
+            folder = make_folder(files, max(len(files), args.e2e_images), Path(scratch) / "e2e")
+            rounds = interleave({f.name: lambda f=f: _round(workers[f.name], results[f.name], args, files[0], folder,
+                                                             progress) for f in timed}, args.repeats, progress)
             for fmt in timed:
                 _aggregate([r[fmt.name] for r in rounds], results[fmt.name], len(files))
         finally:
@@ -334,27 +332,17 @@ def _predict_and_check(workers: dict[str, FormatWorker], results: dict[str, Form
     return predictions
 
 
-def _round(fmt: Format, worker: FormatWorker, result: FormatResult, inputs: Inputs, args: argparse.Namespace,
-           image: str, e2e_files: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
+def _round(worker: FormatWorker, result: FormatResult, args: argparse.Namespace, image: str, folder: Path,
+           progress: Callable[[str], None]) -> dict[str, Any]:
     """One round of every timing of one format; a failed measurement is kept as an error of the row."""
-    progress(f"timing {fmt.name}")
-    done: dict[str, Any] = {}
-    shape = [1, inputs.info.input_height, inputs.info.input_width, 3]
-    for hint, ours_figure, ba_figure in (("latency", "p50", "median_latency_ms"),
-                                         ("throughput", "images_per_second", "throughput")):
-        done[hint] = result.keep(hint, lambda: percentiles_ms(
-            worker.call("latency", seconds=args.seconds, warmup=max(0, args.warmup))) if hint == "latency"
-            else worker.call("throughput", seconds=args.seconds))
-        if fmt.openvino and not args.no_ceiling:  # right after ours: the pair shares the machine's mood
-            done[f"ba_{hint}"] = result.keep(f"ba_{hint}", lambda: run_benchmark_app(
-                result.model, shape, hint, fmt.precision, args.ba_seconds or args.seconds, args.device))
-            if done[hint] and done[f"ba_{hint}"]:
-                done[f"{hint}_ratio"] = ratio(done[hint][ours_figure], done[f"ba_{hint}"].get(ba_figure))
-    done["e2e"] = result.keep("e2e", lambda: worker.call("e2e", files=e2e_files))
+    progress(f"timing {result.format}")
+    steps = worker.steps(args.seconds, max(0, args.warmup), folder,
+                         None if args.no_ceiling else args.ba_seconds or args.seconds)
+    done = {name: result.keep(name, step) for name, step in steps.items()}
     if not args.no_cold_start:
-        done["cold_start"] = result.keep("cold_start", lambda: coldstart.measure(fmt.name, result.model, image,
+        done["cold_start"] = result.keep("cold_start", lambda: coldstart.measure(result.format, result.model, image,
                                                                                  device=args.device))
-    return done
+    return {**done, **pair_ratios(done)}
 
 
 def _aggregate(rounds: list[dict[str, Any]], result: FormatResult, n_files: int) -> None:
