@@ -1,18 +1,10 @@
 """``emotion-bench infer-speed EXPORT --data DATA``: the runtime's speed targets, each against its ceiling.
 
-(a) **Folder throughput.** ``EmotionClassifier.predict_many`` over a folder of photos (DATA's images repeated
-    through symbolic links up to ``--files``), from discovery to the last result, against the combined ceiling
-    ``1 / (1/D + 1/B)``: D is decode-and-resize-only images/s on all cores (a thread pool running the shared
-    ``preprocess``), B is ``benchmark_app``'s throughput on the same IR and hints on all cores. The two share the
-    cores, so an image costs at best its decode time plus its inference time. Target: ratio >= 0.9.
-(b) **Single-image latency.** ``clf.predict(uint8 array)`` (LATENCY hint) against ``benchmark_app -hint
-    latency``'s median. Target: ratio <= 1.15.
-(c) **Cold start.** A fresh process imports the runtime, loads the IR and classifies one image file, without
-    and with OpenVINO's model cache (warmed once beforehand), beside Keras (import, load ``.keras``, predict).
-
-D, B, E and the latencies are measured in the same run, interleaved (the order rotates each round), and
-reported as medians with their min-max over ``--repeats`` rounds. Only the runtime, numpy and Pillow are
-imported in this process (no TensorFlow), as on an edge box.
+(a) folder throughput E (``predict_many`` over DATA's images repeated up to ``--files``) against the combined
+ceiling 1/(1/D + 1/B), D the shared preprocessing alone on all cores, B benchmark_app's throughput; (b)
+``clf.predict(uint8 array)`` latency against benchmark_app's; (c) cold start with and without OpenVINO's model
+cache, beside Keras. D, B, E and the latencies run interleaved, the order rotating each round; only the runtime,
+numpy and Pillow are imported (no TensorFlow), as on an edge box.
 """
 
 from __future__ import annotations
@@ -34,7 +26,7 @@ from . import coldstart
 from .hardware import hardware_report
 from .report import cold_table, mm, num, page, row_table
 from .suite import BenchError
-from .timing import interleave, ratio, run_benchmark_app, summarize
+from .timing import interleave, ratio, run_benchmark_app, series
 from .workers import FormatWorker, make_folder, pair_ratios
 
 TARGET_FOLDER = 0.9  # E / ceiling, at least
@@ -119,8 +111,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
         cold = {} if args.no_cold_start else _cold_starts(fmt.name, xml, keras_file, sources[0], args, scratch, notes,
                                                           progress)
     shape = [1, *worker.description["input_size"], 3]
-    summary = {name: summarize((r.get(step) or {}).get(figure) if figure else r.get(step) for r in rounds)
-               for name, (step, figure) in SERIES.items()}
+    summary = series(rounds, SERIES)
     folder_ratio, latency_ratio = summary["folder_ratio"]["median"], summary["latency_ratio"]["median"]
     return {
         "tool": "emotion-bench infer-speed", "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),

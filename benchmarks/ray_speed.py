@@ -1,14 +1,8 @@
 """``emotion-bench ray-speed``: folder inference through Ray Data against local ``emotion-infer``.
 
-Both commands run as a user runs them, each in a fresh process, on the same folder (DATA's images repeated
-through symbolic links up to ``--files``): in each round, for each model, one after the other, the order
-alternating. From each run: the wall time of the whole command (Ray's start included), the images/s of its
-summary (first to last answer; for Ray, the actors' start and the pipeline too), and whether its answers equal
-the local run's (paths, labels and reasons equal, the largest |dP|).
-
-Beside them, what sizing a cluster needs: each model's cost per image on one core, decoding (the shared
-preprocessing) and inferring (OpenVINO on one thread, as an actor's thread runs it), so the images/s one core
-gives and the share of the cores worth giving to inference.
+Both commands run as a user runs them, each in a fresh process, on the same folder, the order alternating
+each round; beside them, each model's cost per image on one core (decoding, then OpenVINO on one thread, as an
+actor's thread runs it), which is what sizing a cluster needs.
 """
 
 from __future__ import annotations
@@ -29,10 +23,10 @@ from emotion.runtime import EmotionClassifier, discover
 from emotion.runtime.console import positive_int
 
 from .hardware import hardware_report
-from .infer_speed import make_folder
 from .report import med, mm, num, page, row_table
 from .suite import BenchError
 from .timing import interleave, latency_loop, summarize
+from .workers import make_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

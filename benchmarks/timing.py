@@ -45,6 +45,13 @@ def summarize(values: Iterable[float | None]) -> dict[str, Any]:
             "n": len(clean), "values": clean}
 
 
+def series(rounds: list[dict[str, Any]], figures: dict[str, tuple[str, str | None]]) -> dict[str, dict[str, Any]]:
+    """:func:`summarize` of each figure over the rounds: ``name -> (step, key)``, the key of a round's step, or
+    with key None the step's own value (a ratio)."""
+    return {name: summarize((r.get(step) or {}).get(key) if key else r.get(step) for r in rounds)
+            for name, (step, key) in figures.items()}
+
+
 def percentiles_ms(seconds: Sequence[float]) -> dict[str, float | None]:
     """p50/p90/p99, max and mean of latencies given in seconds, in milliseconds (None when there are none)."""
     if not len(seconds):

@@ -1,9 +1,7 @@
 """Each benchmarked format runs in a process of its own, loaded once, asked one thing at a time.
 
 Formats must not share thread pools, allocators or TensorFlow's presence (the runtime is meant to run without
-TensorFlow), so each gets a one-process :class:`~concurrent.futures.ProcessPoolExecutor` (spawned, not forked)
-whose initializer loads it; every call runs one method of the loaded runner and returns its value or raises
-its error in the parent.
+TensorFlow), so each gets a spawned one-process pool whose initializer loads it.
 """
 
 from __future__ import annotations

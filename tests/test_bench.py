@@ -166,7 +166,7 @@ def test_bad_input_exits_2(case, tiny_run, synth_data, tmp_path, capsys):
     if case == "unknown-format":
         assert "tensorrt" in err[0] and all(name in err[0] for name in FORMATS)
     if case == "unlabelled-data":
-        assert "no labels" in err[0]
+        assert "has no Negative/ or Positive/ folder" in err[0]
     assert not (tmp_path / "o").exists()
 
 
