@@ -34,6 +34,7 @@ from .report import main_table, markdown  # noqa: F401 - markdown: this command'
 from .timing import interleave, ratio, series
 from .workers import FormatWorker, make_folder, pair_ratios
 
+
 class BenchError(ValueError):
     """Bad input (missing run, export or data, data without labels, unknown format): one line, exit status 2."""
 
