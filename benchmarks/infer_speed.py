@@ -1,18 +1,10 @@
 """``emotion-bench infer-speed EXPORT --data DATA``: the runtime's speed targets, each against its ceiling.
 
-(a) **Folder throughput.** ``EmotionClassifier.predict_many`` over a folder of photos (DATA's images repeated
-    through symbolic links up to ``--files``), from discovery to the last result, against the combined ceiling
-    ``1 / (1/D + 1/B)``: D is decode-and-resize-only images/s on all cores (a thread pool running the shared
-    ``preprocess``), B is ``benchmark_app``'s throughput on the same IR and hints on all cores. The two share the
-    cores, so an image costs at best its decode time plus its inference time. Target: ratio >= 0.9.
-(b) **Single-image latency.** ``clf.predict(uint8 array)`` (LATENCY hint) against ``benchmark_app -hint
-    latency``'s median. Target: ratio <= 1.15.
-(c) **Cold start.** A fresh process imports the runtime, loads the IR and classifies one image file, without
-    and with OpenVINO's model cache (warmed once beforehand), beside Keras (import, load ``.keras``, predict).
-
-D, B, E and the latencies are measured in the same run, interleaved (the order rotates each round), and
-reported as medians with their min-max over ``--repeats`` rounds. Only the runtime, numpy and Pillow are
-imported in this process (no TensorFlow), as on an edge box.
+(a) folder throughput E (``predict_many`` over DATA's images repeated up to ``--files``) against the combined
+ceiling 1/(1/D + 1/B), D the shared preprocessing alone on all cores, B benchmark_app's throughput; (b)
+``clf.predict(uint8 array)`` latency against benchmark_app's; (c) cold start with and without OpenVINO's model
+cache, beside Keras. D, B, E and the latencies run interleaved, the order rotating each round; only the runtime,
+numpy and Pillow are imported (no TensorFlow), as on an edge box.
 """
 
 from __future__ import annotations
@@ -20,43 +12,40 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
-from emotion.runtime import EmotionClassifier, ModelLoadError, discover, resolve_model
+from emotion.export.formats import FORMATS
+from emotion.runtime import ModelLoadError, discover, resolve_model
 from emotion.runtime.console import positive_float, positive_int
 from emotion.runtime.locate import REPORT_NAME
-from emotion.runtime.preprocess import preprocess
 
 from . import coldstart
 from .hardware import hardware_report
 from .report import cold_table, mm, num, page, row_table
 from .suite import BenchError
-from .timing import interleave, latency_loop, percentiles_ms, ratio, run_benchmark_app, summarize, throughput_loop
+from .timing import interleave, ratio, run_benchmark_app, series
+from .workers import FormatWorker, make_folder, pair_ratios
 
 TARGET_FOLDER = 0.9  # E / ceiling, at least
 TARGET_LATENCY = 1.15  # ours / benchmark_app, at most
 SERIES = {  # summary figure -> (a round's step, its figure); None: the round's own ratio or cost
     "decode_images_per_second": ("decode", "images_per_second"),
     "benchmark_app_throughput": ("ba_throughput", "throughput"),
-    "folder_images_per_second": ("folder", "images_per_second"),
+    "folder_images_per_second": ("e2e", "images_per_second"),
     "ceiling_images_per_second": ("ceiling", None),
     "folder_ratio": ("folder_ratio", None),
     "latency_p50_ms": ("latency", "p50"),
     "latency_p90_ms": ("latency", "p90"),
     "benchmark_app_latency_ms": ("ba_latency", "median_latency_ms"),
     "latency_ratio": ("latency_ratio", None),
-    "submit_images_per_second": ("submit", "images_per_second"),
+    "submit_images_per_second": ("throughput", "images_per_second"),
     "decode_cpu_ms": ("decode", "cpu_ms_per_image"),
     "benchmark_app_cpu_ms": ("ba_cpu_ms_per_image", None),
-    "submit_cpu_ms": ("submit", "cpu_ms_per_image"),
-    "folder_cpu_ms": ("folder", "cpu_ms_per_image"),
+    "submit_cpu_ms": ("throughput", "cpu_ms_per_image"),
+    "folder_cpu_ms": ("e2e", "cpu_ms_per_image"),
     "cpu_ceiling_ms": ("cpu_ceiling_ms_per_image", None),
     "cpu_efficiency": ("cpu_efficiency", None),
 }
@@ -77,50 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cold-start", action="store_true", help="skip (c)")
     parser.add_argument("--workers", type=positive_int, metavar="N",
                         help="decode threads for D and predict_many (default: the CPU count)")
-
-
-def make_folder(files: list[Path], count: int, folder: Path) -> list[Path]:
-    """``count`` symbolic links in ``folder`` to ``files`` taken in turn; their paths, sorted."""
-    folder.mkdir(parents=True, exist_ok=True)
-    made = [folder / f"{i:06d}{files[i % len(files)].suffix.lower() or '.img'}" for i in range(count)]
-    for i, link in enumerate(made):
-        os.symlink(os.path.abspath(files[i % len(files)]), link)
-    return made
-
-
-def with_cpu(work: Callable[[], dict[str, Any]], children: bool = False) -> dict[str, Any]:
-    """``work()``'s figures with the CPU seconds (user + system) that this process, all its threads, spent on
-    it; with ``children``, that its waited-for child processes spent. Per image when ``work`` counts images."""
-    def used() -> float:
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-
-    before = used()
-    result = work()
-    seconds = used() - before
-    if children:
-        return {**result, "cpu_seconds": seconds}
-    return {**result, "cpu_ms_per_image": seconds * 1000.0 / max(1, result["images"] + result.get("errors", 0))}
-
-
-def _rate(images: int, started: float, **more: Any) -> dict[str, Any]:
-    elapsed = time.perf_counter() - started
-    return {"images": images, **more, "seconds": elapsed, "images_per_second": images / elapsed}
-
-
-def decode_rate(files: list[Path], spec, workers: int) -> dict[str, float]:
-    """Decode-and-resize-only images/s on ``workers`` threads (the shared preprocess; results dropped)."""
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode-only") as pool:
-        done = sum(1 for _ in pool.map(lambda f: preprocess(f, spec), files))
-    return _rate(done, started)
-
-
-def folder_rate(clf: EmotionClassifier, folder: Path) -> dict[str, Any]:
-    """``predict_many(discover(folder))``, as ``emotion-infer FOLDER`` runs it: images/s from start to the end."""
-    started = time.perf_counter()
-    ok = [prediction.ok for prediction in clf.predict_many(discover([folder]))]
-    return _rate(sum(ok), started, errors=len(ok) - sum(ok))
 
 
 def _keras_source(export: Path, explicit: str | None) -> Path | None:
@@ -153,26 +98,27 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
     if not sources:
         raise BenchError(f"no images in {data}")
     keras_file = None if args.no_cold_start else _keras_source(export, args.keras)
-    workers, started, notes = args.workers or os.cpu_count() or 1, time.time(), []
-    precision = args.precision
+    workers, started, notes, precision = args.workers or os.cpu_count() or 1, time.time(), [], args.precision
+    fmt = FORMATS["openvino-bf16" if precision == "bf16" else f"openvino-{args.variant}"]  # runs as: backend, hint
     with tempfile.TemporaryDirectory(prefix="emotion-infer-speed-") as scratch_dir:
         scratch = Path(scratch_dir)
-        files = make_folder(sources, args.files, scratch / "photos")
-        thr = EmotionClassifier.load(xml, mode="throughput", workers=args.workers, precision=precision, cache_dir=None)
-        lat = EmotionClassifier.load(xml, mode="latency", precision=precision, cache_dir=None)
-        with thr, lat:
-            rounds = _rounds(thr, lat, xml, sources, files, scratch, args, workers, progress)
-            describe = {"throughput": thr.describe(), "latency": lat.describe()}
-        cold = {} if args.no_cold_start else _cold_starts(xml, keras_file, sources[0], args, scratch, notes, progress)
-    shape = [1, thr.spec.height, thr.spec.width, 3]
-    summary = {name: summarize((r.get(step) or {}).get(figure) if figure else r.get(step) for r in rounds)
-               for name, (step, figure) in SERIES.items()}
+        folder = make_folder(sources, args.files, scratch / "photos")
+        worker = FormatWorker(fmt, xml, sources[:16], None, "CPU", args.workers)
+        try:
+            rounds = _rounds(worker, sources, folder, scratch, args, workers, progress)
+        finally:
+            worker.close()
+        cold = {} if args.no_cold_start else _cold_starts(fmt.name, xml, keras_file, sources[0], args, scratch, notes,
+                                                          progress)
+    shape = [1, *worker.description["input_size"], 3]
+    summary = series(rounds, SERIES)
     folder_ratio, latency_ratio = summary["folder_ratio"]["median"], summary["latency_ratio"]["median"]
     return {
         "tool": "emotion-bench infer-speed", "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "seconds": round(time.time() - started, 1), "model": os.fspath(xml), "data": os.fspath(data),
-        "files": len(files), "distinct_images": len(sources), "input_size": shape[1:3], "precision": precision,
-        "workers": workers, "repeats": args.repeats, "runtime": describe, "rounds": rounds, "summary": summary,
+        "files": args.files, "distinct_images": len(sources), "input_size": shape[1:3], "precision": precision,
+        "workers": workers, "repeats": args.repeats, "runtime": worker.description, "rounds": rounds,
+        "summary": summary,
         "targets": {"folder": {"ratio": folder_ratio, "target": f">= {TARGET_FOLDER}",
                                "met": folder_ratio is not None and folder_ratio >= TARGET_FOLDER},
                     "latency": {"ratio": latency_ratio, "target": f"<= {TARGET_LATENCY}",
@@ -190,63 +136,45 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
     }
 
 
-def _rounds(thr: EmotionClassifier, lat: EmotionClassifier, xml: Path, sources: list[Path], files: list[Path],
-            scratch: Path, args: argparse.Namespace, workers: int,
-            progress: Callable[[str], None]) -> list[dict[str, Any]]:
+def _rounds(worker: FormatWorker, sources: list[Path], folder: Path, scratch: Path, args: argparse.Namespace,
+            workers: int, progress: Callable[[str], None]) -> list[dict[str, Any]]:
     """(a) and (b) after a warm-up: every step once per round, then the round's ratios."""
     progress("warming up")
-    arrays = [np.array(thr.preprocess(f)) for f in sources[:16]]
-
-    def image(i: int) -> np.ndarray:
-        return arrays[i % len(arrays)]
-
-    def benchmark_app(hint: str, seconds: float = args.seconds) -> dict[str, Any]:
-        return run_benchmark_app(xml, [1, thr.spec.height, thr.spec.width, 3], hint, args.precision, seconds)
-
-    make_folder(sources, min(256, args.files), scratch / "warm")
-    folder_rate(thr, scratch / "warm")
-    latency_loop(lambda i: lat.predict(image(i)), 0.5, warmup=5)
+    worker.call("e2e", folder=make_folder(sources, min(256, args.files), scratch / "warm"))
+    worker.call("latency", seconds=0.5, warmup=5)
+    shape = [1, *worker.description["input_size"], 3]
     # benchmark_app's start-up CPU (Python, read, compile) and a second of inference: subtracted from the
     # rounds' runs to estimate its CPU cost per inferred image
-    short = with_cpu(lambda: benchmark_app("throughput", 1), children=True)
-    steps = {
-        "decode": lambda: with_cpu(lambda: decode_rate(files, thr.spec, workers)),
-        "ba_throughput": lambda: with_cpu(lambda: benchmark_app("throughput"), children=True),
-        "folder": lambda: with_cpu(lambda: folder_rate(thr, scratch / "photos")),
-        "submit": lambda: with_cpu(lambda: throughput_loop(lambda i: thr.submit(image(i)), args.seconds,
-                                                           window=2 * thr.workers, warmup=thr.workers)),
-        "latency": lambda: percentiles_ms(latency_loop(lambda i: lat.predict(image(i)), args.seconds, warmup=5)),
-        "ba_latency": lambda: benchmark_app("latency"),
-    }
+    short = run_benchmark_app(worker.model, shape, "throughput", args.precision, 1)
+    steps = {"decode": lambda: worker.call("decode", folder=folder, threads=workers),
+             **worker.steps(args.seconds, 5, folder, ba_seconds=args.seconds)}
     return [_derived(r, short) for r in interleave(steps, args.repeats, progress)]
 
 
 def _derived(result: dict[str, Any], short: dict[str, Any]) -> dict[str, Any]:
     """One round's ratios: the combined ceiling, E against it, our latency against benchmark_app's, CPU costs."""
+    result["e2e"].pop("probabilities")
     d, b = result["decode"]["images_per_second"], result["ba_throughput"].get("throughput")
-    result["ceiling"] = 1.0 / (1.0 / d + 1.0 / b) if d and b else None
-    result["folder_ratio"] = ratio(result["folder"]["images_per_second"], result["ceiling"])
-    result["latency_ratio"] = ratio(result["latency"]["p50"], result["ba_latency"].get("median_latency_ms"))
-    # CPU cost per image: robust to other processes taking cores (wall-clock rates are not)
+    result.update(pair_ratios(result), ceiling=1.0 / (1.0 / d + 1.0 / b) if d and b else None)
+    result["folder_ratio"] = ratio(result["e2e"]["images_per_second"], result["ceiling"])
     ba = result["ba_throughput"]
     extra = (ba.get("iterations") or 0) - (short.get("iterations") or 0)
-    result["ba_cpu_ms_per_image"] = (ba["cpu_seconds"] - short["cpu_seconds"]) * 1000.0 / extra if extra > 0 else None
-    if result["ba_cpu_ms_per_image"] is not None:
+    if extra > 0 and "cpu_seconds" in ba and "cpu_seconds" in short:
+        result["ba_cpu_ms_per_image"] = (ba["cpu_seconds"] - short["cpu_seconds"]) * 1000.0 / extra
         result["cpu_ceiling_ms_per_image"] = result["decode"]["cpu_ms_per_image"] + result["ba_cpu_ms_per_image"]
-        result["cpu_efficiency"] = ratio(result["cpu_ceiling_ms_per_image"], result["folder"]["cpu_ms_per_image"])
+        result["cpu_efficiency"] = ratio(result["cpu_ceiling_ms_per_image"], result["e2e"]["cpu_ms_per_image"])
     return result
 
 
-def _cold_starts(xml: Path, keras_file: Path | None, image: Path, args: argparse.Namespace, scratch: Path,
-                 notes: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
+def _cold_starts(fmt: str, xml: Path, keras_file: Path | None, image: Path, args: argparse.Namespace,
+                 scratch: Path, notes: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
     """(c): the runtime without and with OpenVINO's model cache (filled once first), and Keras, in rotation."""
     progress("cold starts")
-    runtime = "openvino-bf16" if args.precision == "bf16" else "openvino-fp32"
     cache = scratch / "ov-cache"
-    coldstart.measure(runtime, xml, image, cache_dir=cache)  # fills the cache
+    coldstart.measure(fmt, xml, image, cache_dir=cache)  # fills the cache
     runs: dict[str, Callable[[], dict]] = {
-        "runtime, no model cache": lambda: coldstart.measure(runtime, xml, image),
-        "runtime, model cache": lambda: coldstart.measure(runtime, xml, image, cache_dir=cache)}
+        "runtime, no model cache": lambda: coldstart.measure(fmt, xml, image),
+        "runtime, model cache": lambda: coldstart.measure(fmt, xml, image, cache_dir=cache)}
     if keras_file is not None:
         runs["keras"] = lambda: coldstart.measure("keras", keras_file, image)
     else:
@@ -292,7 +220,7 @@ def markdown(doc: dict[str, Any]) -> str:
     out += ["", "## Rounds", "", row_table(
         ["Round", "order", "D", "B", "E", "ceiling", "E/ceiling", "p50 ms", "ba ms", "ratio"],
         [[str(i), ", ".join(r["order"]), num(r["decode"]["images_per_second"]), num(r["ba_throughput"]["throughput"]),
-          num(r["folder"]["images_per_second"]), num(r["ceiling"]), num(r["folder_ratio"], 3),
+          num(r["e2e"]["images_per_second"]), num(r["ceiling"]), num(r["folder_ratio"], 3),
           num(r["latency"]["p50"], 2), num(r["ba_latency"]["median_latency_ms"], 2), num(r["latency_ratio"], 3)]
          for i, r in enumerate(doc["rounds"], 1)])]
     return page("Runtime speed targets (issue 4)", doc, out, doc["errors"] + doc["notes"])

@@ -1,19 +1,14 @@
 """``emotion-bench ray-speed``: folder inference through Ray Data against local ``emotion-infer``.
 
-Both commands run as a user runs them, each in a fresh process, on the same folder (DATA's images repeated
-through symbolic links up to ``--files``): in each round, for each model, one after the other, the order
-alternating. From each run: the wall time of the whole command (Ray's start included), the images/s of its
-summary (first to last answer; for Ray, the actors' start and the pipeline too), and whether its answers equal
-the local run's (paths, labels and reasons equal, the largest |dP|).
-
-Beside them, what sizing a cluster needs: each model's cost per image on one core, decoding (the shared
-preprocessing) and inferring (OpenVINO on one thread, as an actor's thread runs it), so the images/s one core
-gives and the share of the cores worth giving to inference.
+Both commands run as a user runs them, each in a fresh process, on the same folder, the order alternating
+each round; beside them, each model's cost per image on one core (decoding, then OpenVINO on one thread, as an
+actor's thread runs it), which is what sizing a cluster needs.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shlex
@@ -29,10 +24,10 @@ from emotion.runtime import EmotionClassifier, discover
 from emotion.runtime.console import positive_int
 
 from .hardware import hardware_report
-from .infer_speed import make_folder
 from .report import med, mm, num, page, row_table
 from .suite import BenchError
-from .timing import interleave, latency_loop, summarize
+from .timing import interleave, latency_loop, series
+from .workers import make_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,42 +73,39 @@ def core_costs(files: list[Path], model: str) -> dict[str, float]:
     return {"decode_ms": 1000 * decode, "inference_ms": 1000 * sum(times) / len(times)}
 
 
-def _model_round(folder: Path, files: list[Path], model: str, runs: dict[str, list]) -> None:
-    """Local and Ray on ``folder`` (the first of the two alternating), and the model's costs on one core."""
-    order = (False, True) if len(runs["local"]) % 2 == 0 else (True, False)
-    done = {ray: infer(folder, model, ray) for ray in order}
-    runs["agreement"].append(agreement(done[True].pop("results"), done[False].pop("results")))
-    runs["local"].append(done[False])
-    runs["ray"].append(done[True])
-    runs["costs"].append(core_costs(files[:200], model))
+def _model_round(folder: Path, files: list[Path], model: str, ray_first: bool) -> dict[str, Any]:
+    """Local and Ray on ``folder`` one after the other, then the model's costs on one core."""
+    done = {ray: infer(folder, model, ray) for ray in ((True, False) if ray_first else (False, True))}
+    costs = core_costs(files[:200], model)
+    total = costs["decode_ms"] + costs["inference_ms"]
+    return {"local": done[False], "ray": done[True], "costs": costs,
+            "agreement": agreement(done[True].pop("results"), done[False].pop("results")),
+            "ray_over_local": done[True]["images_per_second"] / done[False]["images_per_second"],
+            "images_per_core_second": 1000 / total, "inference_share": costs["inference_ms"] / total}
 
 
 def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
     files = [c.path for c in discover([args.data]) if c.error is None]
     if not files:
         raise BenchError(f"no images in {args.data}")
-    began, load = time.time(), os.getloadavg()
-    runs: dict[str, dict[str, list]] = {m: {"local": [], "ray": [], "agreement": [], "costs": []} for m in args.models}
+    began, load, turns = time.time(), os.getloadavg(), {m: itertools.count() for m in args.models}
     with tempfile.TemporaryDirectory(prefix="ray-speed-") as tmp:
-        folder = Path(tmp) / "photos"
-        make_folder(files, args.files, folder)
-        interleave({m: lambda m=m: _model_round(folder, files, m, runs[m]) for m in args.models}, args.rounds,
-                   progress)
+        folder = make_folder(files, args.files, Path(tmp) / "photos")
+        rounds = interleave({m: lambda m=m: _model_round(folder, files, m, next(turns[m]) % 2 == 1)
+                             for m in args.models}, args.rounds, progress)
     models = {}
-    for model, r in runs.items():
-        total = [c["decode_ms"] + c["inference_ms"] for c in r["costs"]]
-        description = r["ray"][0]["model"]
+    for model in args.models:
+        r = [done[model] for done in rounds]
         models[model] = {
-            "input_size": description["input_size"], "ray": description["ray"],
-            **{f"{way}_{figure}": summarize(x[figure] for x in r[way])
-               for way in ("local", "ray") for figure in ("images_per_second", "wall_s")},
-            "ray_over_local": summarize(y["images_per_second"] / x["images_per_second"]
-                                        for x, y in zip(r["local"], r["ray"])),
-            "agreement": {"same_paths_labels_reasons": all(a["same_paths_labels_reasons"] for a in r["agreement"]),
-                          "max_abs_dp": max(a["max_abs_dp"] for a in r["agreement"])},
-            **{key: summarize(c[key] for c in r["costs"]) for key in ("decode_ms", "inference_ms")},
-            "images_per_core_second": summarize(1000 / t for t in total),
-            "inference_share": summarize(c["inference_ms"] / t for c, t in zip(r["costs"], total))}
+            "input_size": r[0]["ray"]["model"]["input_size"], "ray": r[0]["ray"]["model"]["ray"],
+            **series(r, {f"{way}_{figure}": (way, figure) for way in ("local", "ray")
+                         for figure in ("images_per_second", "wall_s")}),
+            **series(r, {"ray_over_local": ("ray_over_local", None), "decode_ms": ("costs", "decode_ms"),
+                         "inference_ms": ("costs", "inference_ms"),
+                         "images_per_core_second": ("images_per_core_second", None),
+                         "inference_share": ("inference_share", None)}),
+            "agreement": {"same_paths_labels_reasons": all(x["agreement"]["same_paths_labels_reasons"] for x in r),
+                          "max_abs_dp": max(x["agreement"]["max_abs_dp"] for x in r)}}
     return {"measured": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)),
             "seconds": round(time.time() - began),
             "load_average_at_start": load, "load_average_at_end": os.getloadavg(),

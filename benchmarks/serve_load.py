@@ -1,13 +1,9 @@
 """``emotion-bench serve-load``: throughput and latency of ``emotion-serve`` under 1, 8 and 64 concurrent clients.
 
-It starts the server as a subprocess (``emotion-serve --port 0``, no access log) unless ``--url`` names one
-that already runs, then for each concurrency level runs that many clients, each with its own keep-alive
-connection, each sending ``--count`` requests one after the other: a JPEG (from ``--images``, synthetic ones
-when there are none) uploaded to ``POST /predict`` (multipart field ``data``) or, with ``--protocol kserve``, to
-``POST /v2/models/NAME/infer`` as a BYTES tensor in the binary extension. ``--max-seconds`` bounds each level
-(clients stop early when it runs out, and the report says so). In the same run and on the same files it measures
-in-process ``predict_many`` throughput and ``predict`` latency, so the HTTP cost can be read off directly. The
-load generator (httpx) shares the machine's cores with the server, which lowers the figures on a small machine.
+Each client has its own keep-alive connection and sends ``--count`` JPEG requests one after the other
+(``POST /predict`` multipart, or KServe BYTES in the binary extension); in-process ``predict_many`` throughput
+and ``predict`` latency on the same files show the HTTP cost. The load generator (httpx) shares the machine's
+cores with the server, which lowers the figures on a small machine.
 """
 
 from __future__ import annotations

@@ -1,17 +1,13 @@
 """``emotion-bench RUN``: every format of one model, measured side by side on the same validation images.
 
-One loop over the formats, one :class:`FormatResult` each, errors caught per format: check the arguments (no
-TensorFlow) -> export when no ``--export`` is given -> read the images once through the shared preprocessing ->
-load each format in a worker process -> predictions on identical input, parity against Keras through the
-shared gate -> ``--repeats`` rounds of timings, the formats in rotating order, each OpenVINO timing right
-before the matching ``benchmark_app`` run -> medians and spread.
+One loop over the formats, one :class:`FormatResult` each, errors caught per format; the README's benchmark
+section says what is measured and how.
 """
 
 from __future__ import annotations
 
 import argparse
 import enum
-import math
 import os
 import subprocess
 import sys
@@ -35,11 +31,8 @@ from emotion.train.run_folder import RunFolder, locate
 from . import coldstart
 from .hardware import hardware_report
 from .report import main_table, markdown  # noqa: F401 - markdown: this command's report
-from .timing import interleave, percentiles_ms, ratio, run_benchmark_app, summarize
-from .workers import FormatWorker
-
-TIMINGS = ("latency", "ba_latency", "throughput", "ba_throughput", "e2e", "cold_start", "latency_ratio",
-           "throughput_ratio")
+from .timing import interleave, ratio, series
+from .workers import FormatWorker, make_folder, pair_ratios
 
 
 class BenchError(ValueError):
@@ -169,7 +162,10 @@ def prepare(args: argparse.Namespace) -> Inputs:
         info = read_info(keras_file)
     except (ValueError, ModelFileError) as exc:
         raise BenchError(str(exc)) from None
-    data = _labelled(Path(args.data).expanduser() if args.data else _run_data(run), info)
+    try:
+        data = Path(args.data).expanduser() if args.data else run.data_root() if run else None
+    except DataError as exc:
+        raise BenchError(f"no --data given and {exc}") from None
     samples, source, notes = _images(data, run, info)
     export = None if args.export is None else Path(args.export).expanduser()
     if export is not None:
@@ -183,41 +179,22 @@ def prepare(args: argparse.Namespace) -> Inputs:
     return Inputs(keras_file, run, info, data, samples, source, export, formats, notes)
 
 
-def _run_data(run: RunFolder | None) -> Path | None:
-    try:
-        return run.data_root() if run else None
-    except DataError as exc:
-        raise BenchError(f"no --data given and {exc}") from None
-
-
-def _labelled(data: Path | None, info: ModelInfo) -> Path:
-    expected = f"expected DATA/{info.labels[0]}/ and DATA/{info.labels[1]}/"
-    if data is None:
-        raise BenchError(f"the .keras file has no run folder to take the data from; pass --data DATA ({expected})")
-    if not data.is_dir():
-        raise BenchError(f"data folder {data} does not exist or is not a folder ({expected})")
-    missing = [name for name in info.labels if not (data / name).is_dir()]
-    if missing:
-        raise BenchError(f"data folder {data} has no labels: no {' or '.join(m + '/' for m in missing)} folder "
-                         f"({expected}; accuracy and AUC need labelled images)")
-    return data
-
-
-def _images(data: Path, run: RunFolder | None, info: ModelInfo) -> tuple[list[Sample], str, list[str]]:
+def _images(data: Path | None, run: RunFolder | None, info: ModelInfo) -> tuple[list[Sample], str, list[str]]:
     """The run's validation images found in ``data``, or else every labelled image of ``data``."""
-    notes: list[str] = []
+    if data is None:
+        raise BenchError("the .keras file has no run folder to take the data from; pass --data DATA (expected "
+                         f"DATA/{info.labels[0]}/ and DATA/{info.labels[1]}/)")
     try:
+        labelled = load_dataset(data, info.labels).samples  # refuses a folder without the label folders
         validation = run.split(data).validation if run else []
-        present = [s for s in validation if s.path.is_file()]
-        if len(present) < len(validation):
-            notes.append(f"{len(validation) - len(present)} of the run's validation images are not in {data}"
-                         + ("" if present else ": all of DATA's images are used"))
-        if present:
-            return present, f"{len(present)} validation-split images of {data} (split.csv of the run)", notes
-        samples = load_dataset(data, info.labels).samples
     except DataError as exc:
         raise BenchError(str(exc)) from None
-    return samples, f"all {len(samples)} labelled images of {data}", notes
+    present = [s for s in validation if s.path.is_file()]
+    notes = [f"{len(validation) - len(present)} of the run's validation images are not in {data}"
+             + ("" if present else ": all of DATA's images are used")] if len(present) < len(validation) else []
+    if present:
+        return present, f"{len(present)} validation-split images of {data} (split.csv of the run)", notes
+    return labelled, f"all {len(labelled)} labelled images of {data}", notes
 
 
 def run(args: argparse.Namespace, progress: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
@@ -247,10 +224,9 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = lambda text:
                 keras.timings["other_calls_ms"] = keras.keep("other calls",
                                                              lambda: workers["keras"].call("other_calls"))
             timed = [f for f in inputs.formats if f.name in workers]
-            e2e_files = (files * math.ceil(args.e2e_images / len(files)))[: max(len(files), args.e2e_images)]
-            rounds = interleave({f.name: lambda f=f: _round(f, workers[f.name], results[f.name], inputs, args,
-                                                             files[0], e2e_files, progress) for f in timed},
-                                args.repeats, progress)
+            folder = make_folder(files, max(len(files), args.e2e_images), Path(scratch) / "e2e")
+            rounds = interleave({f.name: lambda f=f: _round(workers[f.name], results[f.name], args, files[0], folder,
+                                                             progress) for f in timed}, args.repeats, progress)
             for fmt in timed:
                 _aggregate([r[fmt.name] for r in rounds], results[fmt.name], len(files))
         finally:
@@ -334,60 +310,47 @@ def _predict_and_check(workers: dict[str, FormatWorker], results: dict[str, Form
     return predictions
 
 
-def _round(fmt: Format, worker: FormatWorker, result: FormatResult, inputs: Inputs, args: argparse.Namespace,
-           image: str, e2e_files: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
+def _round(worker: FormatWorker, result: FormatResult, args: argparse.Namespace, image: str, folder: Path,
+           progress: Callable[[str], None]) -> dict[str, Any]:
     """One round of every timing of one format; a failed measurement is kept as an error of the row."""
-    progress(f"timing {fmt.name}")
-    done: dict[str, Any] = {}
-    shape = [1, inputs.info.input_height, inputs.info.input_width, 3]
-    for hint, ours_figure, ba_figure in (("latency", "p50", "median_latency_ms"),
-                                         ("throughput", "images_per_second", "throughput")):
-        done[hint] = result.keep(hint, lambda: percentiles_ms(
-            worker.call("latency", seconds=args.seconds, warmup=max(0, args.warmup))) if hint == "latency"
-            else worker.call("throughput", seconds=args.seconds))
-        if fmt.openvino and not args.no_ceiling:  # right after ours: the pair shares the machine's mood
-            done[f"ba_{hint}"] = result.keep(f"ba_{hint}", lambda: run_benchmark_app(
-                result.model, shape, hint, fmt.precision, args.ba_seconds or args.seconds, args.device))
-            if done[hint] and done[f"ba_{hint}"]:
-                done[f"{hint}_ratio"] = ratio(done[hint][ours_figure], done[f"ba_{hint}"].get(ba_figure))
-    done["e2e"] = result.keep("e2e", lambda: worker.call("e2e", files=e2e_files))
+    progress(f"timing {result.format}")
+    steps = worker.steps(args.seconds, max(0, args.warmup), folder,
+                         None if args.no_ceiling else args.ba_seconds or args.seconds)
+    done = {name: result.keep(name, step) for name, step in steps.items()}
     if not args.no_cold_start:
-        done["cold_start"] = result.keep("cold_start", lambda: coldstart.measure(fmt.name, result.model, image,
+        done["cold_start"] = result.keep("cold_start", lambda: coldstart.measure(result.format, result.model, image,
                                                                                  device=args.device))
-    return done
+    return {**done, **pair_ratios(done)}
 
 
 def _aggregate(rounds: list[dict[str, Any]], result: FormatResult, n_files: int) -> None:
     """Medians and spread of the rounds' measurements of one format, into its timings."""
-    s = {key: [r[key] for r in rounds if r.get(key) is not None] for key in TIMINGS}
     t = result.timings
-    t["latency_ms"] = {q: summarize(m[q] for m in s["latency"]) for q in ("p50", "p90", "p99", "mean")}
-    t["latency_iterations"] = sum(m["n"] for m in s["latency"])
-    t["throughput"] = summarize(m["images_per_second"] for m in s["throughput"])
-    t["throughput_requests"] = next((m.get("requests") for m in s["throughput"]), None)
-    t["e2e"] = summarize(m["images_per_second"] for m in s["e2e"])
-    if sum(m["errors"] for m in s["e2e"]):
-        result.errors.append(f"e2e: {sum(m['errors'] for m in s['e2e'])} files failed")
-    if s["e2e"]:  # compared with the predictions on the arrays by _document
-        t["e2e_files"] = np.asarray(s["e2e"][0]["probabilities"], np.float64)[:n_files]
-    if s["cold_start"]:
-        t.update(coldstart.summary(s["cold_start"]))
+    done = {key: [r[key] for r in rounds if r.get(key)] for key in ("latency", "throughput", "e2e", "cold_start",
+                                                                    "ba_latency", "ba_throughput")}
+    t["latency_ms"] = series(rounds, {q: ("latency", q) for q in ("p50", "p90", "p99", "mean")})
+    t["latency_iterations"] = sum(m["n"] for m in done["latency"])
+    t.update(series(rounds, {"throughput": ("throughput", "images_per_second"), "e2e": ("e2e", "images_per_second")}))
+    t["throughput_requests"] = next((m.get("requests") for m in done["throughput"]), None)
+    if sum(m["errors"] for m in done["e2e"]):
+        result.errors.append(f"e2e: {sum(m['errors'] for m in done['e2e'])} files failed")
+    if done["e2e"]:  # compared with the predictions on the arrays by _document
+        t["e2e_files"] = np.asarray(done["e2e"][0]["probabilities"], np.float64)[:n_files]
+    if done["cold_start"]:
+        t.update(coldstart.summary(done["cold_start"]))
         del t["cold_start_errors"]  # kept in the row's errors already
-    if s["ba_latency"] or s["ba_throughput"]:
-        ba_latency = summarize(m["median_latency_ms"] for m in s["ba_latency"])
-        ba_throughput = summarize(m["throughput"] for m in s["ba_throughput"])
-        t["benchmark_app"] = {
-            "latency_median_ms": ba_latency, "throughput": ba_throughput,
-            "commands": [m["command"] for m in s["ba_latency"][:1] + s["ba_throughput"][:1]],
-            "requests_throughput": next((m.get("requests") for m in s["ba_throughput"]), None)}
-        # the pairs measured back to back in each round: latency ours/benchmark_app (above 1: slower than the
-        # ceiling), throughput ours/benchmark_app (below 1: slower); the ratio of the medians beside them
-        per_round = {key: summarize(s[f"{key}_ratio"]) for key in ("latency", "throughput")}
-        t["ratios"] = {
-            "latency": per_round["latency"]["median"], "throughput": per_round["throughput"]["median"],
-            "latency_per_round": per_round["latency"], "throughput_per_round": per_round["throughput"],
-            "latency_of_medians": ratio(t["latency_ms"]["p50"]["median"], ba_latency["median"]),
-            "throughput_of_medians": ratio(t["throughput"]["median"], ba_throughput["median"])}
+    if done["ba_latency"] or done["ba_throughput"]:
+        ba = t["benchmark_app"] = series(rounds, {"latency_median_ms": ("ba_latency", "median_latency_ms"),
+                                                  "throughput": ("ba_throughput", "throughput")})
+        ba["commands"] = [m["command"] for m in done["ba_latency"][:1] + done["ba_throughput"][:1]]
+        ba["requests_throughput"] = next((m.get("requests") for m in done["ba_throughput"]), None)
+        per_round = series(rounds, {"latency_per_round": ("latency_ratio", None),
+                                    "throughput_per_round": ("throughput_ratio", None)})
+        t["ratios"] = {  # per-round pairs measured back to back; the ratio of the medians beside them
+            "latency": per_round["latency_per_round"]["median"], **per_round,
+            "throughput": per_round["throughput_per_round"]["median"],
+            "latency_of_medians": ratio(t["latency_ms"]["p50"]["median"], ba["latency_median_ms"]["median"]),
+            "throughput_of_medians": ratio(t["throughput"]["median"], ba["throughput"]["median"])}
 
 
 def _document(args: argparse.Namespace, inputs: Inputs, rows: list[FormatResult], y: np.ndarray,

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -16,25 +17,20 @@ import tempfile
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 
-def rotations(items: Sequence[Any], rounds: int) -> Iterator[tuple[int, list[Any]]]:
-    """``(round, items)`` for each round, the first item rotating: whatever the machine's load does over time
-    falls on every item alike, not always on the one measured first."""
-    for r in range(rounds):
-        shift = r % max(1, len(items))
-        yield r, list(items[shift:]) + list(items[:shift])
-
-
 def interleave(steps: dict[str, Callable[[], Any]], rounds: int,
                progress: Callable[[str], None] = lambda text: None) -> list[dict[str, Any]]:
-    """Every step once per round in :func:`rotations` order; per round, ``{"order": [...], step: value}``."""
-    done = []
-    for r, order in rotations(list(steps), rounds):
+    """Every step once per round, the first step rotating each round (whatever the machine's load does over
+    time falls on every step alike); per round, ``{"order": [...], step: value}``."""
+    done, names = [], list(steps)
+    for r in range(rounds):
         progress(f"round {r + 1}/{rounds}")
+        shift = r % max(1, len(names))
+        order = names[shift:] + names[:shift]
         done.append({"order": order, **{name: steps[name]() for name in order}})
     return done
 
@@ -47,6 +43,13 @@ def summarize(values: Iterable[float | None]) -> dict[str, Any]:
     q1, median, q3 = np.percentile(clean, [25, 50, 75])
     return {"median": float(median), "min": min(clean), "max": max(clean), "q1": float(q1), "q3": float(q3),
             "n": len(clean), "values": clean}
+
+
+def series(rounds: list[dict[str, Any]], figures: dict[str, tuple[str, str | None]]) -> dict[str, dict[str, Any]]:
+    """:func:`summarize` of each figure over the rounds: ``name -> (step, key)``, the key of a round's step, or
+    with key None the step's own value (a ratio)."""
+    return {name: summarize((r.get(step) or {}).get(key) if key else r.get(step) for r in rounds)
+            for name, (step, key) in figures.items()}
 
 
 def percentiles_ms(seconds: Sequence[float]) -> dict[str, float | None]:
@@ -100,6 +103,21 @@ def ratio(ours: float | None, reference: float | None) -> float | None:
     return float(ours) / float(reference)
 
 
+def cpu_seconds(children: bool = False) -> float:
+    """User + system CPU seconds of this process (all its threads), or of its waited-for child processes."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def with_cpu(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``work()``'s figures with the CPU this process spent per image (robust to other processes taking cores,
+    which wall-clock rates are not)."""
+    before = cpu_seconds()
+    figures = work()
+    images = max(1, figures["images"] + figures.get("errors", 0))
+    return {**figures, "cpu_ms_per_image": (cpu_seconds() - before) * 1000.0 / images}
+
+
 # -- benchmark_app -------------------------------------------------------------------------------------------
 def benchmark_app_command() -> list[str]:
     """How to start OpenVINO's benchmark_app: the script beside this Python or on PATH, else its module."""
@@ -143,7 +161,7 @@ def parse_benchmark_app(report: dict | None, printed: str) -> dict[str, Any]:
 def run_benchmark_app(model_xml: str | os.PathLike, shape: Sequence[int], hint: str, precision: str,
                       seconds: float, device: str = "CPU") -> dict[str, Any]:
     """One benchmark_app run on ``model_xml`` with ``-hint`` and ``-infer_precision``: its figures, the command
-    (without the temporary report folder) and ``error`` (None when it ran); never raises."""
+    (without the temporary report folder), the CPU seconds it took and ``error`` (None when it ran); never raises."""
     result: dict[str, Any] = {"hint": hint, "precision": precision, **parse_benchmark_app(None, ""),
                               "command": [], "error": None}
     base = benchmark_app_command()
@@ -152,11 +170,13 @@ def run_benchmark_app(model_xml: str | os.PathLike, shape: Sequence[int], hint: 
                "-report_type", "no_counters", "-json_stats"]
     result["command"] = [os.path.basename(base[0]), *base[1:], *options]
     with tempfile.TemporaryDirectory(prefix="emotion-bench-ba-") as folder:
+        cpu = cpu_seconds(children=True)
         try:  # no telemetry calls from a measurement
             done = subprocess.run(base + options + ["-report_folder", folder], capture_output=True, text=True,
                                   env={"OPENVINO_TELEMETRY_DISABLE": "1", **os.environ}, timeout=seconds * 4 + 120)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return {**result, "error": f"benchmark_app could not run: {exc}"}
+        result["cpu_seconds"] = cpu_seconds(children=True) - cpu
         printed = done.stdout + "\n" + done.stderr
         try:
             report = json.loads((Path(folder) / "benchmark_report.json").read_text(encoding="utf-8"))

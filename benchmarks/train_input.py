@@ -1,14 +1,10 @@
 """``emotion-bench train-input DATA``: our training input pipeline against a naive per-image loop like the seed's.
 
-Both produce the same thing, augmented float batches of the seed's 400x500 input from image files:
-
-* **naive** (the seed's way): every epoch, for every image, Keras ``load_img(target_size=...)``,
-  ``img_to_array``, ``ImageDataGenerator.random_transform`` and ``/ 255``, one image at a time in Python;
-* **pipeline** (``emotion.train.trainer``): decode once with the shared preprocessing in a thread pool, then
-  ``tf.data`` shuffles and warps whole batches in parallel.
-
-Measured side by side in one process, interleaved and repeated (the machine is shared and noisy): input-only
-images/s, and the time of one training epoch of the seed model fed by each.
+Both make augmented float batches of the seed's 400x500 input from image files: **naive**, every epoch and
+image, Keras ``load_img``, ``img_to_array``, ``ImageDataGenerator.random_transform`` and ``/ 255`` in Python;
+**pipeline** (``emotion.train.trainer``), decode once with the shared preprocessing, then ``tf.data`` shuffles
+and warps whole batches in parallel. Measured interleaved and repeated in one process: input-only images/s and
+one training epoch of the seed model fed by each.
 """
 
 from __future__ import annotations
@@ -16,6 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -60,8 +57,7 @@ def _seconds(work: Callable[[], Any]) -> float:
 
 
 def _drain(batches: Iterable) -> None:
-    for _ in batches:
-        pass
+    deque(batches, maxlen=0)
 
 
 def _side_by_side(ways: dict[str, Callable[[], float]], rounds: int, images: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 
 from emotion.benchmarks import cli
 from emotion.benchmarks import coldstart
-from emotion.benchmarks.timing import interleave, parse_benchmark_app, rotations, summarize
+from emotion.benchmarks.timing import interleave, parse_benchmark_app, summarize
 from emotion.export.formats import FORMATS, mismatch, parse_formats
 from emotion.export.openvino_export import cpu_supports_bf16
 from emotion.export.parity import DEFAULT_LIMITS, Limits, Verdict, compare, judge
@@ -166,7 +166,7 @@ def test_bad_input_exits_2(case, tiny_run, synth_data, tmp_path, capsys):
     if case == "unknown-format":
         assert "tensorrt" in err[0] and all(name in err[0] for name in FORMATS)
     if case == "unlabelled-data":
-        assert "no labels" in err[0]
+        assert "has no Negative/ or Positive/ folder" in err[0]
     assert not (tmp_path / "o").exists()
 
 
@@ -178,8 +178,9 @@ def test_parse_formats():
         parse_formats(["openvino"])
 
 
-def test_rotations_start_each_round_with_the_next_item():
-    assert [order for _, order in rotations("abc", 4)] == [list("abc"), list("bca"), list("cab"), list("abc")]
+def test_rounds_start_each_round_with_the_next_step():
+    rounds = interleave({name: lambda: None for name in "abc"}, 4)
+    assert [r["order"] for r in rounds] == [list("abc"), list("bca"), list("cab"), list("abc")]
     calls = []
     rounds = interleave({name: lambda name=name: calls.append(name) or name.upper() for name in "ab"}, 3)
     assert calls == list("abbaab")
