@@ -132,7 +132,8 @@ def stratified_split(
     """Deterministic stratified split: same files and seed, same split, whatever the scan order."""
     if not 0.0 < validation_fraction < 1.0:
         raise DataError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
-    samples = sorted(dataset.samples, key=lambda s: s.relative_to(dataset.root))
+    key = lambda s: s.relative_to(dataset.root)  # noqa: E731
+    samples = sorted(dataset.samples, key=key)
     train: list[Sample] = []
     validation: list[Sample] = []
     rng = np.random.default_rng(seed)
@@ -147,19 +148,21 @@ def stratified_split(
         order = rng.permutation(len(members))
         validation += [members[i] for i in sorted(order[:n_val])]
         train += [members[i] for i in sorted(order[n_val:])]
-    key = lambda s: s.relative_to(dataset.root)  # noqa: E731
     return Split(dataset.root, sorted(train, key=key), sorted(validation, key=key), seed, validation_fraction,
                  dataset.labels)
 
 
-def manifest_text(split: Split) -> str:
+def csv_text(rows: Iterable[Sequence]) -> str:
+    """Rows as CSV text, lines ending in a bare newline (the manifest, the evaluation's predictions)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "label", "class_index", "subset"])
-    for subset, samples in (("train", split.train), ("validation", split.validation)):
-        for s in samples:
-            writer.writerow([s.relative_to(split.root), split.labels[s.label], s.label, subset])
+    csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue()
+
+
+def manifest_text(split: Split) -> str:
+    return csv_text([("path", "label", "class_index", "subset")] + [
+        (s.relative_to(split.root), split.labels[s.label], s.label, subset)
+        for subset, samples in (("train", split.train), ("validation", split.validation)) for s in samples])
 
 
 def write_manifest(split: Split, folder: Path) -> Path:
@@ -170,16 +173,12 @@ def write_manifest(split: Split, folder: Path) -> Path:
 
 def read_manifest(path: str | os.PathLike, root: str | os.PathLike) -> Split:
     """Read a manifest written by :func:`write_manifest`; ``root`` is the data folder it is relative to."""
-    path, root = Path(path), Path(root)
-    train: list[Sample] = []
-    validation: list[Sample] = []
-    labels: dict[int, str] = {}
+    root = Path(root)
     with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        for row in csv.DictReader(handle):
-            index = int(row["class_index"])
-            labels[index] = row["label"]
-            sample = Sample((root / row["path"]).absolute(), index)
-            (train if row["subset"] == "train" else validation).append(sample)
+        rows = list(csv.DictReader(handle))
+    labels = {int(row["class_index"]): row["label"] for row in rows}
+    train, validation = ([Sample((root / row["path"]).absolute(), int(row["class_index"])) for row in rows
+                          if (row["subset"] == "train") == in_train] for in_train in (True, False))
     names = (labels.get(0, DEFAULT_LABELS[0]), labels.get(1, DEFAULT_LABELS[1]))
     fraction = len(validation) / max(1, len(train) + len(validation))
     return Split(root, train, validation, -1, fraction, names)
@@ -196,23 +195,18 @@ def load_images(
     from tqdm.auto import tqdm
 
     samples = list(samples)
-    images = np.empty((len(samples), spec.height, spec.width, 3), dtype=np.uint8)
-    ok = np.zeros(len(samples), dtype=bool)
-    rejected: list[tuple[Path, str]] = []
+    images = np.empty((len(samples), spec.height, spec.width, 3), dtype=np.uint8)  # filled in place: no copies
 
-    def work(i: int) -> tuple[int, str | None]:
+    def decode(i: int) -> str | None:
         try:
             images[i] = preprocess(samples[i].path, spec)
-            return i, None
         except ImageDecodeError as exc:
-            return i, str(exc)
+            return str(exc)
+        return None
 
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
-        results = pool.map(work, range(len(samples)))
-        for i, error in tqdm(results, total=len(samples), desc=progress, disable=progress is None, unit="img"):
-            if error is None:
-                ok[i] = True
-            else:
-                rejected.append((samples[i].path, error))
+        errors = list(tqdm(pool.map(decode, range(len(samples))), total=len(samples), desc=progress,
+                           disable=progress is None, unit="img"))
+    ok = np.array([error is None for error in errors], dtype=bool)
     labels = np.array([s.label for s in samples], dtype=np.int64)
-    return images[ok], labels[ok], rejected
+    return images[ok], labels[ok], [(s.path, e) for s, e in zip(samples, errors) if e is not None]
