@@ -1,21 +1,14 @@
 """Grouped K-fold cross-validation of registered architectures and of the colour-statistics baseline.
 
 Pictures of one subject must never sit on both sides of a split, or a network that memorises subjects looks
-good. So folds are built with scikit-learn's ``StratifiedGroupKFold`` (fixed seed) over *groups*:
+good. So the folds (scikit-learn's ``StratifiedGroupKFold``, fixed seed) keep each group whole: the ``group``
+column of ``DATA/labels.csv``, or else its ``theme`` without the trailing number (OASIS's "Dog 1" .. "Dog 31" are
+one group); a file it does not list, and every file when there is no labels.csv, is its own group.
 
-- when ``DATA/labels.csv`` exists, its ``group`` column, or else its ``theme`` column with the trailing number
-  stripped (OASIS names pictures "Dog 1" .. "Dog 31": all of them are one group, "Dog"); files it does not list
-  are their own group;
-- otherwise every file is its own group (plain stratified K-fold).
-
-For each fold, every model is trained on the other K-1 folds only. The validation images a network needs
-(early stopping on AUC, the balanced threshold) are a grouped, stratified fifth of those training folds, never
-the test fold. The colour baseline needs no validation images: it is fitted on all training folds, its threshold
-chosen by a grouped cross-validation inside them. Every model sees the same folds and is scored on
-the held-out fold: ROC AUC, accuracy and balanced accuracy at its threshold; the report gives their mean and
-standard deviation (over folds, ddof=0).
-
-Images are decoded once per input size with the shared preprocessing and kept in memory for all folds.
+Every model trains on the same K-1 folds and is scored on the held-out one: ROC AUC, accuracy and balanced
+accuracy at its threshold, reported as mean and standard deviation (ddof=0) over folds. A network's validation
+images (early stopping, threshold) are a grouped, stratified fifth of its training folds, never the test fold;
+the colour baseline chooses its threshold by a grouped cross-validation inside its training folds.
 """
 
 from __future__ import annotations
@@ -49,26 +42,22 @@ def group_from_theme(theme: str) -> str:
 def read_groups(dataset: Dataset) -> tuple[np.ndarray, str]:
     """One group name per sample of ``dataset`` and a description of where the groups came from."""
     path = dataset.root / GROUPS_FILE
-    own = np.array([f"file:{s.relative_to(dataset.root)}" for s in dataset.samples], dtype=object)
+    files = [s.relative_to(dataset.root) for s in dataset.samples]
     if not path.is_file():
-        return own, f"no {GROUPS_FILE}: each file is its own group"
+        return np.array([f"file:{f}" for f in files], dtype=object), f"no {GROUPS_FILE}: each file is its own group"
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         if "file" not in columns or not ({"group", "theme"} & set(columns)):
             raise DataError(f"{path} needs a 'file' column and a 'group' or 'theme' column; found {columns}")
         column = "group" if "group" in columns else "theme"
-        mapping = {}
-        for row in reader:
-            name = (row.get(column) or "").strip()
-            if name:
-                key = Path(row["file"].strip().replace("\\", "/")).as_posix()
-                mapping[key] = name if column == "group" else group_from_theme(name)
-    groups = np.array([mapping.get(s.relative_to(dataset.root), own[i]) for i, s in enumerate(dataset.samples)],
-                      dtype=object)
-    listed = sum(1 for s in dataset.samples if s.relative_to(dataset.root) in mapping)
+        rows = [(row["file"], (row.get(column) or "").strip()) for row in reader]
+    group_of = str if column == "group" else group_from_theme
+    mapping = {Path(file.strip().replace("\\", "/")).as_posix(): group_of(name) for file, name in rows if name}
+    groups = np.array([mapping.get(f, f"file:{f}") for f in files], dtype=object)
     how = "group column" if column == "group" else "theme without its trailing number"
-    return groups, f"{GROUPS_FILE} {how} ({listed} of {len(groups)} files listed; others are their own group)"
+    listed = sum(f in mapping for f in files)
+    return groups, f"{GROUPS_FILE} {how} ({listed} of {len(files)} files listed; others are their own group)"
 
 
 def check_k(k: int, y: np.ndarray, groups: np.ndarray, labels=("Negative", "Positive")) -> None:
@@ -127,11 +116,9 @@ class CVConfig:
 
 
 def _summary(folds: list[dict]) -> dict:
-    out = {}
-    for name in METRICS:
-        values = np.array([f[name] for f in folds], dtype=np.float64)
-        out[name] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values)), "folds": values.tolist()}
-    return out
+    values = {name: np.array([f[name] for f in folds], dtype=np.float64) for name in METRICS}
+    return {name: {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v)), "folds": v.tolist()}
+            for name, v in values.items()}
 
 
 def _score(y, probability, threshold) -> dict:

@@ -13,15 +13,14 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
+from emotion.runtime.atomic import atomic_open  # noqa: E402
 from emotion.runtime.metadata import DEFAULT_LABELS  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
