@@ -219,9 +219,7 @@ def run_cv(cfg: CVConfig, log=print) -> dict:
         results[BASELINE], oof[BASELINE] = _baseline(cfg, small, y, groups, folds, log)
     for arch in cfg.archs:
         results[arch], oof[arch] = _network(cfg, arch, images_at, y, folds, inner, log)
-    fold_of = np.zeros(len(y), dtype=int)
-    for f, (_, te) in enumerate(folds):
-        fold_of[te] = f + 1
+    fold_of = {int(i): f + 1 for f, (_, te) in enumerate(folds) for i in te}
     return {
         "data": str(dataset.root), "k": cfg.k, "seed": cfg.seed, "n": int(len(y)), "groups": n_groups,
         "group_source": group_source, "majority_accuracy": float(np.bincount(y, minlength=2).max() / len(y)),
@@ -230,7 +228,7 @@ def run_cv(cfg: CVConfig, log=print) -> dict:
         "models": results,
         "predictions": [
             {"path": s.relative_to(dataset.root), "group": str(groups[i]), "label": int(y[i]),
-             "fold": int(fold_of[i]), **{name: float(p[i]) for name, p in oof.items()}}
+             "fold": fold_of[i], **{name: float(p[i]) for name, p in oof.items()}}
             for i, s in enumerate(dataset.samples)
         ],
     }

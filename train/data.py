@@ -31,11 +31,7 @@ class DataError(ValueError):
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
-    """Parse ``HxW`` (for example ``400x500``) into (height, width).
-
-    Raises:
-        ValueError: the text is not two whole numbers between 8 and 4096.
-    """
+    """Parse ``HxW`` (for example ``400x500``) into (height, width), each side 8 to 4096."""
     try:
         height, width = (int(p) for p in text.lower().replace("*", "x").split("x"))
     except ValueError:
@@ -74,15 +70,10 @@ class Dataset:
         counts = self.counts()
         total = sum(counts.values())
         majority = max(counts, key=counts.get)
-        return {
-            "root": str(self.root),
-            "counts": counts,
-            "total": total,
-            "imbalance_ratio": round(max(counts.values()) / max(1, min(counts.values())), 3),
-            "majority_class": majority,
-            "majority_accuracy": round(counts[majority] / total, 4) if total else 0.0,
-            "rejected": [{"path": str(p), "reason": r} for p, r in self.rejected],
-        }
+        return {"root": str(self.root), "counts": counts, "total": total,
+                "imbalance_ratio": round(max(counts.values()) / max(1, min(counts.values())), 3),
+                "majority_class": majority, "majority_accuracy": round(counts[majority] / total, 4) if total else 0.0,
+                "rejected": [{"path": str(p), "reason": r} for p, r in self.rejected]}
 
 
 @dataclass
@@ -111,14 +102,9 @@ def load_dataset(root: str | os.PathLike, labels: Sequence[str] = DEFAULT_LABELS
             f"{root} has no {' or '.join(n + '/' for n in missing)} folder; expected {root}/Negative/* and "
             f"{root}/Positive/* (create them, or run 'emotion-data synth --out DIR' for a demo dataset)"
         )
-    samples: list[Sample] = []
-    rejected: list[tuple[Path, str]] = []
-    for index, name in enumerate(labels):
-        for candidate in discover([root / name]):
-            if candidate.error:
-                rejected.append((candidate.path, candidate.error))
-            else:
-                samples.append(Sample(candidate.path.absolute(), index))
+    found = [(index, candidate) for index, name in enumerate(labels) for candidate in discover([root / name])]
+    samples = [Sample(candidate.path.absolute(), index) for index, candidate in found if not candidate.error]
+    rejected = [(candidate.path, candidate.error) for _, candidate in found if candidate.error]
     dataset = Dataset(root, samples, rejected, tuple(labels))  # type: ignore[arg-type]
     empty = [name for name, n in dataset.counts().items() if n == 0]
     if empty:
@@ -126,9 +112,8 @@ def load_dataset(root: str | os.PathLike, labels: Sequence[str] = DEFAULT_LABELS
     return dataset
 
 
-def stratified_split(
-    dataset: Dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION, seed: int = DEFAULT_SEED
-) -> Split:
+def stratified_split(dataset: Dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+                     seed: int = DEFAULT_SEED) -> Split:
     """Deterministic stratified split: same files and seed, same split, whatever the scan order."""
     if not 0.0 < validation_fraction < 1.0:
         raise DataError(f"validation fraction must be between 0 and 1, got {validation_fraction}")

@@ -14,19 +14,17 @@ from pathlib import Path
 from emotion.train import atomic
 from emotion.runtime.console import UsageError, guard, print_json
 
-from .data import DataError, csv_text, load_dataset, load_images
-from .model_io import ModelFileError
+from . import models
+from .cv import CVConfig, run_cv, table
+from .data import DEFAULT_SEED, DataError, csv_text, load_dataset, load_images
+from .model_io import ModelFileError, load_model, predict_proba, resolve_model_path
 from .run_folder import RunFolder
-
 
 USAGE = """emotion-evaluate [options] MODEL DATA
        emotion-evaluate --cv K [--archs ARCH ...] [--epochs N] [options] DATA"""
-DEFAULT_CV_ARCHS = ("seed", "edge")
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import models
-
     p = argparse.ArgumentParser(prog="emotion-evaluate", usage=USAGE, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=f"architectures: {models.known()}")
@@ -42,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     cv = p.add_argument_group("cross-validation")
     cv.add_argument("--cv", type=int, metavar="K", help="grouped K-fold cross-validation of --archs on DATA")
     cv.add_argument("--archs", nargs="+", metavar="ARCH",
-                    help=f"architectures to cross-validate (default: {' '.join(DEFAULT_CV_ARCHS)}); the colour "
+                    help=f"architectures to cross-validate (default: {' '.join(CVConfig.archs)}); the colour "
                     "baseline always runs")
     cv.add_argument("--epochs", type=int, help="maximum epochs per fold (default: each architecture's recipe)")
     cv.add_argument("--seed", type=int, help="fold and training seed (default 21)")
@@ -51,10 +49,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cv_main(args: argparse.Namespace) -> int:
     """``--cv K DATA``: cross-validation; the table (or JSON) on stdout, progress on stderr."""
-    from . import models
-    from .cv import CVConfig, run_cv, table
-    from .data import DEFAULT_SEED
-
     if len(args.paths) > 1:
         raise UsageError("--cv takes one folder, DATA (no MODEL): emotion-evaluate --cv K DATA")
     if not args.paths:
@@ -63,7 +57,7 @@ def _cv_main(args: argparse.Namespace) -> int:
         raise UsageError("--threshold does not apply to --cv (each fold sets its threshold on its inner validation)")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError("--epochs must be at least 1")
-    archs = tuple(args.archs) if args.archs else DEFAULT_CV_ARCHS
+    archs = tuple(args.archs) if args.archs else CVConfig.archs
     for arch in archs:
         models.require_weights(arch)  # unknown names list the known ones; missing weights give the pip command
     data = Path(args.paths[0])
@@ -107,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     if not data.exists():
         raise DataError(f"{data} does not exist; give a run folder or a folder with Negative/ and Positive/")
     from . import metrics
-    from .model_io import load_model, predict_proba, resolve_model_path
     from .trainer import write_evaluation_files
 
     resolve_model_path(model_path)

@@ -60,7 +60,9 @@ def read_info(path: str | os.PathLike) -> ModelInfo:
         if INFO_MEMBER in archive.namelist():
             data = json.loads(archive.read(INFO_MEMBER))
             # The wire format of exported models; runs saved before it was used here hold the dataclass's fields.
-            return ModelInfo.from_strings(data) if FORMAT_KEY in data else ModelInfo(**{**data, "labels": tuple(data["labels"])})
+            if FORMAT_KEY in data:
+                return ModelInfo.from_strings(data)
+            return ModelInfo(**{**data, "labels": tuple(data["labels"])})
     return ModelInfo()
 
 
