@@ -75,7 +75,8 @@ def check_k(k: int, y: np.ndarray, groups: np.ndarray, labels=("Negative", "Posi
                         f"one fold); use --cv {n_groups} or fewer")
 
 
-def grouped_folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int = DEFAULT_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
+def grouped_folds(y: np.ndarray, groups: np.ndarray, k: int,
+                  seed: int = DEFAULT_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
     """K (train, test) index pairs; each group lies wholly in one test fold; classes stratified."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -96,10 +97,8 @@ def inner_split(y: np.ndarray, groups: np.ndarray, seed: int = DEFAULT_SEED,
         raise DataError("too few groups in the training folds for an inner validation split")
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     candidates = list(splitter.split(np.zeros(len(y)), y, groups))
-    for tr, val in candidates:
-        if len(np.unique(y[val])) == 2 and len(np.unique(y[tr])) == 2:
-            return np.sort(tr), np.sort(val)
-    return np.sort(candidates[0][0]), np.sort(candidates[0][1])
+    tr, val = next((c for c in candidates if all(len(np.unique(y[part])) == 2 for part in c)), candidates[0])
+    return np.sort(tr), np.sort(val)
 
 
 @dataclass
@@ -150,7 +149,7 @@ def _baseline(cfg: CVConfig, small: np.ndarray, y, groups, folds, log) -> tuple[
 
 
 def _network(cfg: CVConfig, arch: str, images_at, y, folds, inner, log) -> tuple[dict, np.ndarray]:
-    """``arch`` trained from scratch on every fold: (its results, its out-of-fold probabilities)."""
+    """``arch`` trained on every fold, as ``emotion-train`` would: (its results, its out-of-fold probabilities)."""
     import keras
 
     from .model_io import predict_proba
@@ -243,6 +242,5 @@ def table(result: dict) -> str:
         size = f"{r['features']} features" if r["kind"] == "baseline" else f"{r['parameters']:,} params"
         rows.append((name, size, *(f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in METRICS)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.append(f"majority-class accuracy {result['majority_accuracy']:.3f}")
-    return "\n".join(lines)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join([head, *lines, f"majority-class accuracy {result['majority_accuracy']:.3f}"])

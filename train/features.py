@@ -20,6 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.colors import rgb_to_hsv
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .metrics import best_threshold
 
 HUE_BINS = 12
 SAT_BINS = 8
@@ -77,17 +83,9 @@ class ColourLogReg:
     threshold: float = 0.5
 
     def _pipeline(self, c: float):
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=5000))
 
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "ColourLogReg":
-        from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict, cross_val_score
-
-        from .metrics import best_threshold
-
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
         n_splits = min(self.inner_folds, len(set(groups)), int(np.bincount(y, minlength=2).min()))
         if n_splits >= 2:

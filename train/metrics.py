@@ -31,16 +31,13 @@ def classification_metrics(y_true: np.ndarray, probability: np.ndarray, threshol
     counts = np.bincount(y_true, minlength=2)
     majority = int(np.argmax(counts))
     return {
-        "n": int(len(y_true)),
-        "threshold": float(threshold),
-        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "n": int(len(y_true)), "threshold": float(threshold), "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)) if counts.all() else float("nan"),
         "roc_auc": roc_auc(y_true, probability),
         "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist(),
         "classification_report": skm.classification_report(y_true, y_pred, labels=[0, 1], target_names=list(labels),
                                                            output_dict=True, zero_division=0),
-        "majority_class": labels[majority],
-        "majority_accuracy": float(counts[majority] / max(1, len(y_true))),
+        "majority_class": labels[majority], "majority_accuracy": float(counts[majority] / max(1, len(y_true))),
     }
 
 

@@ -33,9 +33,8 @@ def training_curves(history: dict[str, list[float]], path: Path) -> Path:
         ax.plot(epochs, history[key], "o-", label="training")
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], "s-", label="validation")
-        ax.set_xlabel("epoch")
+        ax.set(xlabel="epoch", title=key.replace("auc", "ROC AUC"))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(key.replace("auc", "ROC AUC"))
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path)

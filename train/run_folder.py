@@ -1,9 +1,7 @@
 """A training run folder as ``emotion-train`` writes it: the one reader that export, evaluation and benchmarks use.
 
-The folder holds ``model.keras`` (the model, its :class:`~emotion.runtime.metadata.ModelInfo` inside),
-``split.csv`` (the train/validation split, paths relative to the data folder), ``run.json`` (the training
-configuration and ``data_root``), ``metrics.json`` and ``history.json``. A ``.keras`` file inside a run folder
-stands for that run, so ``RUN`` and ``RUN/model.keras`` mean the same everywhere.
+The paths in ``split.csv`` are relative to the data folder that ``run.json`` names (``data_root``). A ``.keras``
+file inside a run folder stands for that run, so ``RUN`` and ``RUN/model.keras`` mean the same everywhere.
 """
 
 from __future__ import annotations
