@@ -180,7 +180,7 @@ def load_images(
     from tqdm.auto import tqdm
 
     samples = list(samples)
-    images = np.empty((len(samples), spec.height, spec.width, 3), dtype=np.uint8)  # filled in place: no copies
+    images = np.empty((len(samples), spec.height, spec.width, 3), dtype=np.uint8)  # workers fill their own rows
 
     def decode(i: int) -> str | None:
         try:
