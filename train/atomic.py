@@ -38,13 +38,11 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
     os.chmod(tmp, 0o777 & ~umask())
     try:
         yield tmp
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
         if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

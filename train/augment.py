@@ -67,29 +67,21 @@ def apply_affine(images, theta, tx, ty, shear, zx, zy, flip, fill_mode: str = "N
     def mat(rows: list[list[tf.Tensor]]) -> tf.Tensor:  # (n, 3, 3)
         return tf.stack([tf.stack(r, axis=-1) for r in rows], axis=-2)
 
+    def shift(row: tf.Tensor, col: tf.Tensor) -> tf.Tensor:
+        return mat([[ones, zeros, row * ones], [zeros, ones, col * ones], [zeros, zeros, ones]])
+
     rotation = mat([[tf.cos(theta), -tf.sin(theta), zeros], [tf.sin(theta), tf.cos(theta), zeros], [zeros, zeros, ones]])
-    shift = mat([[ones, zeros, tx], [zeros, ones, ty], [zeros, zeros, ones]])
     shearing = mat([[ones, -tf.sin(shear), zeros], [zeros, tf.cos(shear), zeros], [zeros, zeros, ones]])
     zooming = mat([[zx, zeros, zeros], [zeros, zy, zeros], [zeros, zeros, ones]])
     # (row, col) output -> input coordinates about the centre, as scipy.ndimage.affine_transform takes them.
     oy, ox = height / 2.0 - 0.5, width / 2.0 - 0.5
-    centre = mat([[ones, zeros, ones * oy], [zeros, ones, ones * ox], [zeros, zeros, ones]])
-    uncentre = mat([[ones, zeros, -ones * oy], [zeros, ones, -ones * ox], [zeros, zeros, ones]])
     # The horizontal flip comes after the warp in ImageDataGenerator: mirror the output columns.
     flip = tf.cast(flip, tf.bool)
-    fx = tf.where(flip, -ones, ones)
-    fo = tf.where(flip, ones * (width - 1.0), zeros)
-    flipping = mat([[ones, zeros, zeros], [zeros, fx, fo], [zeros, zeros, ones]])
-    m = centre @ rotation @ shift @ shearing @ zooming @ uncentre @ flipping
+    mirror, offset = tf.where(flip, -ones, ones), tf.where(flip, width - 1.0, zeros)
+    flipping = mat([[ones, zeros, zeros], [zeros, mirror, offset], [zeros, zeros, ones]])
+    m = shift(oy, ox) @ rotation @ shift(tx, ty) @ shearing @ zooming @ shift(-oy, -ox) @ flipping
     # ImageProjectiveTransformV3 works in (x = col, y = row): swap the axes of the matrix.
-    transforms = tf.stack(
-        [m[:, 1, 1], m[:, 1, 0], m[:, 1, 2], m[:, 0, 1], m[:, 0, 0], m[:, 0, 2], zeros, zeros], axis=-1
-    )
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=transforms,
-        output_shape=shape[1:3],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode=fill_mode,
-    )
+    swapped = [m[:, 1, 1], m[:, 1, 0], m[:, 1, 2], m[:, 0, 1], m[:, 0, 0], m[:, 0, 2], zeros, zeros]
+    transforms = tf.stack(swapped, axis=-1)
+    return tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=transforms, output_shape=shape[1:3],
+                                                 fill_value=0.0, interpolation="BILINEAR", fill_mode=fill_mode)

@@ -1,26 +1,20 @@
 """Grouped K-fold cross-validation of registered architectures and of the colour-statistics baseline.
 
 Pictures of one subject must never sit on both sides of a split, or a network that memorises subjects looks
-good. So folds are built with scikit-learn's ``StratifiedGroupKFold`` (fixed seed) over *groups*:
+good. So the folds (scikit-learn's ``StratifiedGroupKFold``, fixed seed) keep each group whole: the ``group``
+column of ``DATA/labels.csv``, or else its ``theme`` without the trailing number (OASIS's "Dog 1" .. "Dog 31" are
+one group); a file it does not list, and every file when there is no labels.csv, is its own group.
 
-- when ``DATA/labels.csv`` exists, its ``group`` column, or else its ``theme`` column with the trailing number
-  stripped (OASIS names pictures "Dog 1" .. "Dog 31": all of them are one group, "Dog"); files it does not list
-  are their own group;
-- otherwise every file is its own group (plain stratified K-fold).
-
-For each fold, every model is trained on the other K-1 folds only. The validation images a network needs
-(early stopping on AUC, the balanced threshold) are a grouped, stratified fifth of those training folds, never
-the test fold. The colour baseline needs no validation images: it is fitted on all training folds, its threshold
-chosen by a grouped cross-validation inside them. Every model sees the same folds and is scored on
-the held-out fold: ROC AUC, accuracy and balanced accuracy at its threshold; the report gives their mean and
-standard deviation (over folds, ddof=0).
-
-Images are decoded once per input size with the shared preprocessing and kept in memory for all folds.
+Every model trains on the same K-1 folds and is scored on the held-out one: ROC AUC, accuracy and balanced
+accuracy at its threshold, reported as mean and standard deviation (ddof=0) over folds. A network's validation
+images (early stopping, threshold) are a grouped, stratified fifth of its training folds, never the test fold;
+the colour baseline chooses its threshold by a grouped cross-validation inside its training folds.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import re
 import time
 from dataclasses import dataclass, field
@@ -48,26 +42,22 @@ def group_from_theme(theme: str) -> str:
 def read_groups(dataset: Dataset) -> tuple[np.ndarray, str]:
     """One group name per sample of ``dataset`` and a description of where the groups came from."""
     path = dataset.root / GROUPS_FILE
-    own = np.array([f"file:{s.relative_to(dataset.root)}" for s in dataset.samples], dtype=object)
+    files = [s.relative_to(dataset.root) for s in dataset.samples]
     if not path.is_file():
-        return own, f"no {GROUPS_FILE}: each file is its own group"
+        return np.array([f"file:{f}" for f in files], dtype=object), f"no {GROUPS_FILE}: each file is its own group"
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         if "file" not in columns or not ({"group", "theme"} & set(columns)):
             raise DataError(f"{path} needs a 'file' column and a 'group' or 'theme' column; found {columns}")
         column = "group" if "group" in columns else "theme"
-        mapping = {}
-        for row in reader:
-            name = (row.get(column) or "").strip()
-            if name:
-                key = Path(row["file"].strip().replace("\\", "/")).as_posix()
-                mapping[key] = name if column == "group" else group_from_theme(name)
-    groups = np.array([mapping.get(s.relative_to(dataset.root), own[i]) for i, s in enumerate(dataset.samples)],
-                      dtype=object)
-    listed = sum(1 for s in dataset.samples if s.relative_to(dataset.root) in mapping)
+        rows = [(row["file"], (row.get(column) or "").strip()) for row in reader]
+    group_of = str if column == "group" else group_from_theme
+    mapping = {Path(file.strip().replace("\\", "/")).as_posix(): group_of(name) for file, name in rows if name}
+    groups = np.array([mapping.get(f, f"file:{f}") for f in files], dtype=object)
     how = "group column" if column == "group" else "theme without its trailing number"
-    return groups, f"{GROUPS_FILE} {how} ({listed} of {len(groups)} files listed; others are their own group)"
+    listed = sum(f in mapping for f in files)
+    return groups, f"{GROUPS_FILE} {how} ({listed} of {len(files)} files listed; others are their own group)"
 
 
 def check_k(k: int, y: np.ndarray, groups: np.ndarray, labels=("Negative", "Positive")) -> None:
@@ -85,7 +75,8 @@ def check_k(k: int, y: np.ndarray, groups: np.ndarray, labels=("Negative", "Posi
                         f"one fold); use --cv {n_groups} or fewer")
 
 
-def grouped_folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int = DEFAULT_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
+def grouped_folds(y: np.ndarray, groups: np.ndarray, k: int,
+                  seed: int = DEFAULT_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
     """K (train, test) index pairs; each group lies wholly in one test fold; classes stratified."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -106,10 +97,8 @@ def inner_split(y: np.ndarray, groups: np.ndarray, seed: int = DEFAULT_SEED,
         raise DataError("too few groups in the training folds for an inner validation split")
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     candidates = list(splitter.split(np.zeros(len(y)), y, groups))
-    for tr, val in candidates:
-        if len(np.unique(y[val])) == 2 and len(np.unique(y[tr])) == 2:
-            return np.sort(tr), np.sort(val)
-    return np.sort(candidates[0][0]), np.sort(candidates[0][1])
+    tr, val = next((c for c in candidates if all(len(np.unique(y[part])) == 2 for part in c)), candidates[0])
+    return np.sort(tr), np.sort(val)
 
 
 @dataclass
@@ -125,31 +114,10 @@ class CVConfig:
     overrides: dict = field(default_factory=dict)  # extra TrainConfig fields, e.g. learning_rate
 
 
-class ImageCache:
-    """The dataset's images decoded once per input size (uint8, in memory)."""
-
-    def __init__(self, samples, progress: bool = False):
-        self.samples = list(samples)
-        self.progress = progress
-        self._arrays: dict[tuple[int, int], np.ndarray] = {}
-
-    def get(self, size: tuple[int, int]) -> np.ndarray:
-        size = (int(size[0]), int(size[1]))
-        if size not in self._arrays:
-            spec = PreprocessSpec(size[0], size[1], DEFAULT_RESIZE_FILTER)
-            images, _, rejected = load_images(self.samples, spec, progress=f"decode {size[0]}x{size[1]}" if self.progress else None)
-            if rejected:
-                raise DataError(f"{rejected[0][0]} failed to decode at {size[0]}x{size[1]}: {rejected[0][1]}")
-            self._arrays[size] = images
-        return self._arrays[size]
-
-
 def _summary(folds: list[dict]) -> dict:
-    out = {}
-    for name in METRICS:
-        values = np.array([f[name] for f in folds], dtype=np.float64)
-        out[name] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values)), "folds": values.tolist()}
-    return out
+    values = {name: np.array([f[name] for f in folds], dtype=np.float64) for name in METRICS}
+    return {name: {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v)), "folds": v.tolist()}
+            for name, v in values.items()}
 
 
 def _score(y, probability, threshold) -> dict:
@@ -159,22 +127,76 @@ def _score(y, probability, threshold) -> dict:
     return {k: m[k] for k in ("roc_auc", "accuracy", "balanced_accuracy", "threshold", "n")}
 
 
+def _fold_line(name: str, i: int, k: int, fold: dict, note: str) -> str:
+    return (f"  {name} fold {i + 1}/{k}: AUC {fold['roc_auc']:.3f} accuracy {fold['accuracy']:.3f} "
+            f"balanced {fold['balanced_accuracy']:.3f} ({note})")
+
+
+def _baseline(cfg: CVConfig, small: np.ndarray, y, groups, folds, log) -> tuple[dict, np.ndarray]:
+    """The colour baseline on every fold: (its results, its out-of-fold probabilities)."""
+    from .features import FEATURE_SIZE, ColourLogReg, feature_matrix
+
+    t0 = time.perf_counter()
+    features = feature_matrix(small)
+    per_fold, probs = [], np.full(len(y), np.nan)
+    for i, (tr, te) in enumerate(folds):
+        model = ColourLogReg(seed=cfg.seed).fit(features[tr], y[tr], groups[tr])
+        probs[te] = model.predict_proba(features[te])
+        per_fold.append({**_score(y[te], probs[te], model.threshold), "C": model.c})
+        log(_fold_line(BASELINE, i, cfg.k, per_fold[-1], f"C {model.c}"))
+    return {"kind": "baseline", "features": int(features.shape[1]), "input_size": list(FEATURE_SIZE),
+            "folds": per_fold, **_summary(per_fold), "seconds": round(time.perf_counter() - t0, 1)}, probs
+
+
+def _network(cfg: CVConfig, arch: str, images_at, y, folds, inner, log) -> tuple[dict, np.ndarray]:
+    """``arch`` trained on every fold, as ``emotion-train`` would: (its results, its out-of-fold probabilities)."""
+    import keras
+
+    from .model_io import predict_proba
+    from .trainer import TRANSFER_OPTIONS, TrainConfig, fit
+
+    t0 = time.perf_counter()
+    tcfg = TrainConfig(data=Path(cfg.data), out=Path("(cross-validation: no run folder)"), arch=arch,
+                       epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, verbose=cfg.verbose,
+                       **cfg.overrides).resolve()
+    images = images_at(tuple(tcfg.image_size))
+    per_fold, probs = [], np.full(len(y), np.nan)
+    for i, ((_, te), (itr, ival)) in enumerate(zip(folds, inner)):
+        t1 = time.perf_counter()
+        fitted = fit(tcfg, images[itr], y[itr], images[ival], y[ival])
+        probs[te] = predict_proba(fitted.model, images[te], tcfg.batch_size)
+        params = int(fitted.model.count_params())
+        kept = fitted.best_epoch
+        fold = {**_score(y[te], probs[te], fitted.threshold), "epochs_run": len(fitted.history.get("loss", [])),
+                "best_epoch": kept + 1, "inner_validation_auc": float(fitted.history["val_auc"][kept]),
+                "seconds": round(time.perf_counter() - t1, 1)}
+        per_fold.append(fold)
+        log(_fold_line(arch, i, cfg.k, fold, f"best epoch {fold['best_epoch']}/{fold['epochs_run']}, inner val "
+                       f"AUC {fold['inner_validation_auc']:.3f}, {fold['seconds']:.0f} s"))
+        del fitted
+        keras.backend.clear_session()
+    recipe = ("batch_size", "learning_rate", "class_weight", "threshold", "early_stopping", "early_stopping_start",
+              "lr_schedule", *(TRANSFER_OPTIONS if models.get(arch).backbone else ()))
+    return {"kind": "network", "parameters": params, "input_size": list(tcfg.image_size), "epochs": tcfg.epochs,
+            "recipe": {k: getattr(tcfg, k) for k in recipe}, "folds": per_fold, **_summary(per_fold),
+            "seconds": round(time.perf_counter() - t0, 1)}, probs
+
+
 def run_cv(cfg: CVConfig, log=print) -> dict:
     """Cross-validate ``cfg.archs`` (and the colour baseline) on the same grouped folds; returns the results."""
     for arch in cfg.archs:
         models.get(arch)  # unknown names fail before any work
     dataset = load_dataset(cfg.data)
     check_k(cfg.k, dataset.y, read_groups(dataset)[0], dataset.labels)  # before any decoding
-    from .features import FEATURE_SIZE, ColourLogReg, feature_matrix
+    from .features import FEATURE_SIZE
 
     # Decoding at the small baseline size first finds undecodable files, which are left out before folding.
-    spec = PreprocessSpec(FEATURE_SIZE[0], FEATURE_SIZE[1], DEFAULT_RESIZE_FILTER)
-    small, y, rejected = load_images(dataset.samples, spec)
+    small, y, rejected = load_images(dataset.samples, PreprocessSpec(*FEATURE_SIZE, DEFAULT_RESIZE_FILTER))
     bad = {p for p, _ in rejected}
     dataset.samples = [s for s in dataset.samples if s.path not in bad]
     groups, group_source = read_groups(dataset)
     folds = grouped_folds(y, groups, cfg.k, cfg.seed)
-    cache = ImageCache(dataset.samples)
+    inner = [tuple(tr[part] for part in inner_split(y[tr], groups[tr], cfg.seed)) for tr, _ in folds]
     n_groups = len(set(groups))
     log(f"{cfg.k}-fold grouped cross-validation on {dataset.root}: {len(y)} images "
         f"({int((y == 0).sum())} {dataset.labels[0]}, {int((y == 1).sum())} {dataset.labels[1]}), {n_groups} groups "
@@ -182,84 +204,30 @@ def run_cv(cfg: CVConfig, log=print) -> dict:
     for path, reason in rejected:
         log(f"  left out {path}: {reason}")
 
-    inner = []
-    for tr, _ in folds:
-        a, b = inner_split(y[tr], groups[tr], cfg.seed)
-        inner.append((tr[a], tr[b]))
+    @functools.cache
+    def images_at(size: tuple[int, int]) -> np.ndarray:
+        """The kept images, decoded once per input size and kept in memory for every fold and architecture."""
+        images, _, failed = load_images(dataset.samples, PreprocessSpec(*size, DEFAULT_RESIZE_FILTER))
+        if failed:
+            raise DataError(f"{failed[0][0]} failed to decode at {size[0]}x{size[1]}: {failed[0][1]}")
+        return images
 
     results: dict[str, dict] = {}
     oof: dict[str, np.ndarray] = {}
     if cfg.baseline:
-        t0 = time.perf_counter()
-        features = feature_matrix(small)
-        per_fold, probs = [], np.full(len(y), np.nan)
-        for i, (tr, te) in enumerate(folds):
-            model = ColourLogReg(seed=cfg.seed).fit(features[tr], y[tr], groups[tr])
-            probs[te] = model.predict_proba(features[te])
-            fold = _score(y[te], probs[te], model.threshold)
-            fold["C"] = model.c
-            per_fold.append(fold)
-            log(f"  {BASELINE} fold {i + 1}/{cfg.k}: AUC {fold['roc_auc']:.3f} accuracy {fold['accuracy']:.3f} "
-                f"balanced {fold['balanced_accuracy']:.3f} (C {model.c})")
-        results[BASELINE] = {"kind": "baseline", "features": int(features.shape[1]),
-                             "input_size": list(FEATURE_SIZE), "folds": per_fold, **_summary(per_fold),
-                             "seconds": round(time.perf_counter() - t0, 1)}
-        oof[BASELINE] = probs
-
-    if cfg.archs:
-        import keras
-
-        from .model_io import predict_proba
-        from .trainer import TRANSFER_OPTIONS, TrainConfig, fit
+        results[BASELINE], oof[BASELINE] = _baseline(cfg, small, y, groups, folds, log)
     for arch in cfg.archs:
-        t0 = time.perf_counter()
-        per_fold, probs = [], np.full(len(y), np.nan)
-        params = None
-        for i, ((_, te), (itr, ival)) in enumerate(zip(folds, inner)):
-            tcfg = TrainConfig(data=Path(cfg.data), out=Path("(cross-validation: no run folder)"), arch=arch,
-                               epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, verbose=cfg.verbose,
-                               **cfg.overrides).resolve()
-            images = cache.get(tcfg.image_size)
-            t1 = time.perf_counter()
-            fitted = fit(tcfg, images[itr], y[itr], images[ival], y[ival])
-            probs[te] = predict_proba(fitted.model, images[te], tcfg.batch_size)
-            params = int(fitted.model.count_params())
-            fold = _score(y[te], probs[te], fitted.threshold)
-            kept = fitted.best_epoch
-            fold.update({
-                "epochs_run": len(fitted.history.get("loss", [])),
-                "best_epoch": kept + 1,
-                "inner_validation_auc": float(fitted.history["val_auc"][kept]),
-                "seconds": round(time.perf_counter() - t1, 1),
-            })
-            per_fold.append(fold)
-            log(f"  {arch} fold {i + 1}/{cfg.k}: AUC {fold['roc_auc']:.3f} accuracy {fold['accuracy']:.3f} "
-                f"balanced {fold['balanced_accuracy']:.3f} (best epoch {fold['best_epoch']}/{fold['epochs_run']}, "
-                f"inner val AUC {fold['inner_validation_auc']:.3f}, {fold['seconds']:.0f} s)")
-            del fitted
-            keras.backend.clear_session()
-        results[arch] = {"kind": "network", "parameters": params, "input_size": list(tcfg.image_size),
-                         "epochs": tcfg.epochs, "recipe": {k: getattr(tcfg, k) for k in (
-                             "batch_size", "learning_rate", "class_weight", "threshold", "early_stopping",
-                             "early_stopping_start", "lr_schedule",
-                             *(TRANSFER_OPTIONS if models.get(arch).backbone else ()))},
-                         "folds": per_fold, **_summary(per_fold), "seconds": round(time.perf_counter() - t0, 1)}
-        oof[arch] = probs
-
-    counts = np.bincount(y, minlength=2)
-    fold_of = np.zeros(len(y), dtype=int)
-    for f, (_, te) in enumerate(folds):
-        fold_of[te] = f + 1
+        results[arch], oof[arch] = _network(cfg, arch, images_at, y, folds, inner, log)
+    fold_of = {int(i): f + 1 for f, (_, te) in enumerate(folds) for i in te}
     return {
         "data": str(dataset.root), "k": cfg.k, "seed": cfg.seed, "n": int(len(y)), "groups": n_groups,
-        "group_source": group_source, "majority_accuracy": float(counts.max() / len(y)),
+        "group_source": group_source, "majority_accuracy": float(np.bincount(y, minlength=2).max() / len(y)),
         "fold_sizes": [int(len(te)) for _, te in folds],
         "left_out": [{"path": str(p), "reason": r} for p, r in rejected],
         "models": results,
         "predictions": [
             {"path": s.relative_to(dataset.root), "group": str(groups[i]), "label": int(y[i]),
-             "fold": int(fold_of[i]),
-             **{name: float(p[i]) for name, p in oof.items()}}
+             "fold": fold_of[i], **{name: float(p[i]) for name, p in oof.items()}}
             for i, s in enumerate(dataset.samples)
         ],
     }
@@ -274,6 +242,5 @@ def table(result: dict) -> str:
         size = f"{r['features']} features" if r["kind"] == "baseline" else f"{r['parameters']:,} params"
         rows.append((name, size, *(f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in METRICS)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.append(f"majority-class accuracy {result['majority_accuracy']:.3f}")
-    return "\n".join(lines)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join([head, *lines, f"majority-class accuracy {result['majority_accuracy']:.3f}"])

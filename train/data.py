@@ -31,11 +31,7 @@ class DataError(ValueError):
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
-    """Parse ``HxW`` (for example ``400x500``) into (height, width).
-
-    Raises:
-        ValueError: the text is not two whole numbers between 8 and 4096.
-    """
+    """Parse ``HxW`` (for example ``400x500``) into (height, width), each side 8 to 4096."""
     try:
         height, width = (int(p) for p in text.lower().replace("*", "x").split("x"))
     except ValueError:
@@ -74,15 +70,10 @@ class Dataset:
         counts = self.counts()
         total = sum(counts.values())
         majority = max(counts, key=counts.get)
-        return {
-            "root": str(self.root),
-            "counts": counts,
-            "total": total,
-            "imbalance_ratio": round(max(counts.values()) / max(1, min(counts.values())), 3),
-            "majority_class": majority,
-            "majority_accuracy": round(counts[majority] / total, 4) if total else 0.0,
-            "rejected": [{"path": str(p), "reason": r} for p, r in self.rejected],
-        }
+        return {"root": str(self.root), "counts": counts, "total": total,
+                "imbalance_ratio": round(max(counts.values()) / max(1, min(counts.values())), 3),
+                "majority_class": majority, "majority_accuracy": round(counts[majority] / total, 4) if total else 0.0,
+                "rejected": [{"path": str(p), "reason": r} for p, r in self.rejected]}
 
 
 @dataclass
@@ -111,14 +102,9 @@ def load_dataset(root: str | os.PathLike, labels: Sequence[str] = DEFAULT_LABELS
             f"{root} has no {' or '.join(n + '/' for n in missing)} folder; expected {root}/Negative/* and "
             f"{root}/Positive/* (create them, or run 'emotion-data synth --out DIR' for a demo dataset)"
         )
-    samples: list[Sample] = []
-    rejected: list[tuple[Path, str]] = []
-    for index, name in enumerate(labels):
-        for candidate in discover([root / name]):
-            if candidate.error:
-                rejected.append((candidate.path, candidate.error))
-            else:
-                samples.append(Sample(candidate.path.absolute(), index))
+    found = [(index, candidate) for index, name in enumerate(labels) for candidate in discover([root / name])]
+    samples = [Sample(candidate.path.absolute(), index) for index, candidate in found if not candidate.error]
+    rejected = [(candidate.path, candidate.error) for _, candidate in found if candidate.error]
     dataset = Dataset(root, samples, rejected, tuple(labels))  # type: ignore[arg-type]
     empty = [name for name, n in dataset.counts().items() if n == 0]
     if empty:
@@ -126,13 +112,13 @@ def load_dataset(root: str | os.PathLike, labels: Sequence[str] = DEFAULT_LABELS
     return dataset
 
 
-def stratified_split(
-    dataset: Dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION, seed: int = DEFAULT_SEED
-) -> Split:
+def stratified_split(dataset: Dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+                     seed: int = DEFAULT_SEED) -> Split:
     """Deterministic stratified split: same files and seed, same split, whatever the scan order."""
     if not 0.0 < validation_fraction < 1.0:
         raise DataError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
-    samples = sorted(dataset.samples, key=lambda s: s.relative_to(dataset.root))
+    key = lambda s: s.relative_to(dataset.root)  # noqa: E731
+    samples = sorted(dataset.samples, key=key)
     train: list[Sample] = []
     validation: list[Sample] = []
     rng = np.random.default_rng(seed)
@@ -147,19 +133,21 @@ def stratified_split(
         order = rng.permutation(len(members))
         validation += [members[i] for i in sorted(order[:n_val])]
         train += [members[i] for i in sorted(order[n_val:])]
-    key = lambda s: s.relative_to(dataset.root)  # noqa: E731
     return Split(dataset.root, sorted(train, key=key), sorted(validation, key=key), seed, validation_fraction,
                  dataset.labels)
 
 
-def manifest_text(split: Split) -> str:
+def csv_text(rows: Iterable[Sequence]) -> str:
+    """Rows as CSV text, lines ending in a bare newline (the manifest, the evaluation's predictions)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "label", "class_index", "subset"])
-    for subset, samples in (("train", split.train), ("validation", split.validation)):
-        for s in samples:
-            writer.writerow([s.relative_to(split.root), split.labels[s.label], s.label, subset])
+    csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue()
+
+
+def manifest_text(split: Split) -> str:
+    return csv_text([("path", "label", "class_index", "subset")] + [
+        (s.relative_to(split.root), split.labels[s.label], s.label, subset)
+        for subset, samples in (("train", split.train), ("validation", split.validation)) for s in samples])
 
 
 def write_manifest(split: Split, folder: Path) -> Path:
@@ -170,16 +158,12 @@ def write_manifest(split: Split, folder: Path) -> Path:
 
 def read_manifest(path: str | os.PathLike, root: str | os.PathLike) -> Split:
     """Read a manifest written by :func:`write_manifest`; ``root`` is the data folder it is relative to."""
-    path, root = Path(path), Path(root)
-    train: list[Sample] = []
-    validation: list[Sample] = []
-    labels: dict[int, str] = {}
+    root = Path(root)
     with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        for row in csv.DictReader(handle):
-            index = int(row["class_index"])
-            labels[index] = row["label"]
-            sample = Sample((root / row["path"]).absolute(), index)
-            (train if row["subset"] == "train" else validation).append(sample)
+        rows = list(csv.DictReader(handle))
+    labels = {int(row["class_index"]): row["label"] for row in rows}
+    train, validation = ([Sample((root / row["path"]).absolute(), int(row["class_index"])) for row in rows
+                          if (row["subset"] == "train") == in_train] for in_train in (True, False))
     names = (labels.get(0, DEFAULT_LABELS[0]), labels.get(1, DEFAULT_LABELS[1]))
     fraction = len(validation) / max(1, len(train) + len(validation))
     return Split(root, train, validation, -1, fraction, names)
@@ -196,23 +180,18 @@ def load_images(
     from tqdm.auto import tqdm
 
     samples = list(samples)
-    images = np.empty((len(samples), spec.height, spec.width, 3), dtype=np.uint8)
-    ok = np.zeros(len(samples), dtype=bool)
-    rejected: list[tuple[Path, str]] = []
+    images = np.empty((len(samples), spec.height, spec.width, 3), dtype=np.uint8)  # workers fill their own rows
 
-    def work(i: int) -> tuple[int, str | None]:
+    def decode(i: int) -> str | None:
         try:
             images[i] = preprocess(samples[i].path, spec)
-            return i, None
         except ImageDecodeError as exc:
-            return i, str(exc)
+            return str(exc)
+        return None
 
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
-        results = pool.map(work, range(len(samples)))
-        for i, error in tqdm(results, total=len(samples), desc=progress, disable=progress is None, unit="img"):
-            if error is None:
-                ok[i] = True
-            else:
-                rejected.append((samples[i].path, error))
+        errors = list(tqdm(pool.map(decode, range(len(samples))), total=len(samples), desc=progress,
+                           disable=progress is None, unit="img"))
+    ok = np.array([error is None for error in errors], dtype=bool)
     labels = np.array([s.label for s in samples], dtype=np.int64)
-    return images[ok], labels[ok], rejected
+    return images[ok], labels[ok], [(s.path, e) for s, e in zip(samples, errors) if e is not None]

@@ -7,28 +7,24 @@ architectures (trained from scratch on each fold) and of the colour-statistics b
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
 
 from emotion.train import atomic
-from emotion.runtime.console import guard, print_json
+from emotion.runtime.console import UsageError, guard, print_json
 
-from .data import DataError, load_dataset, load_images
-from .model_io import ModelFileError
+from . import models
+from .cv import CVConfig, run_cv, table
+from .data import DEFAULT_SEED, DataError, csv_text, load_dataset, load_images
+from .model_io import ModelFileError, load_model, predict_proba, resolve_model_path
 from .run_folder import RunFolder
-
 
 USAGE = """emotion-evaluate [options] MODEL DATA
        emotion-evaluate --cv K [--archs ARCH ...] [--epochs N] [options] DATA"""
-DEFAULT_CV_ARCHS = ("seed", "edge")
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import models
-
     p = argparse.ArgumentParser(prog="emotion-evaluate", usage=USAGE, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=f"architectures: {models.known()}")
@@ -44,21 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     cv = p.add_argument_group("cross-validation")
     cv.add_argument("--cv", type=int, metavar="K", help="grouped K-fold cross-validation of --archs on DATA")
     cv.add_argument("--archs", nargs="+", metavar="ARCH",
-                    help=f"architectures to cross-validate (default: {' '.join(DEFAULT_CV_ARCHS)}); the colour "
+                    help=f"architectures to cross-validate (default: {' '.join(CVConfig.archs)}); the colour "
                     "baseline always runs")
     cv.add_argument("--epochs", type=int, help="maximum epochs per fold (default: each architecture's recipe)")
     cv.add_argument("--seed", type=int, help="fold and training seed (default 21)")
     return p
 
 
-def _cv_main(args, parser: argparse.ArgumentParser) -> int:
+def _cv_main(args: argparse.Namespace) -> int:
     """``--cv K DATA``: cross-validation; the table (or JSON) on stdout, progress on stderr."""
-    from emotion.runtime.console import UsageError
-
-    from . import models
-    from .cv import CVConfig, run_cv, table
-    from .data import DEFAULT_SEED
-
     if len(args.paths) > 1:
         raise UsageError("--cv takes one folder, DATA (no MODEL): emotion-evaluate --cv K DATA")
     if not args.paths:
@@ -67,7 +57,7 @@ def _cv_main(args, parser: argparse.ArgumentParser) -> int:
         raise UsageError("--threshold does not apply to --cv (each fold sets its threshold on its inner validation)")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError("--epochs must be at least 1")
-    archs = tuple(args.archs) if args.archs else DEFAULT_CV_ARCHS
+    archs = tuple(args.archs) if args.archs else CVConfig.archs
     for arch in archs:
         models.require_weights(arch)  # unknown names list the known ones; missing weights give the pip command
     data = Path(args.paths[0])
@@ -78,7 +68,6 @@ def _cv_main(args, parser: argparse.ArgumentParser) -> int:
     result = run_cv(CVConfig(data=data, k=args.cv, archs=archs, epochs=args.epochs,
                              seed=DEFAULT_SEED if args.seed is None else args.seed), log=log)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_text(out, json.dumps(result, indent=2))
     if args.json:
         print_json({k: v for k, v in result.items() if k != "predictions"})
@@ -92,7 +81,7 @@ def _cv_main(args, parser: argparse.ArgumentParser) -> int:
 def samples_for(data: Path):
     """(samples, files left out, description) for a run folder's validation split or a labelled data folder."""
     run = RunFolder(data)
-    if run.split_path.is_file() and run.config_path.is_file():
+    if run.is_run():
         return run.split().validation, [], f"validation split of {data}"
     dataset = load_dataset(data)
     return dataset.samples, dataset.rejected, f"all images of {dataset.root}"
@@ -103,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.cv is not None:
-        return _cv_main(args, parser)
+        return _cv_main(args)
     if args.archs is not None or args.epochs is not None or args.seed is not None:
         parser.error("--archs, --epochs and --seed go with --cv K")
     if len(args.paths) != 2:
@@ -112,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     if not data.exists():
         raise DataError(f"{data} does not exist; give a run folder or a folder with Negative/ and Positive/")
     from . import metrics
-    from .model_io import load_model, predict_proba, resolve_model_path
     from .trainer import write_evaluation_files
 
     resolve_model_path(model_path)
@@ -125,15 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     probability = predict_proba(model, images)
     threshold = info.threshold if args.threshold is None else args.threshold
     m = metrics.classification_metrics(y_true, probability, threshold, info.labels)
-    m["data"] = description
-    m["model"] = str(model_path)
-    m["left_out"] = [{"path": str(p), "reason": r} for p, r in rejected]
+    m.update(data=description, model=str(model_path),
+             left_out=[{"path": str(p), "reason": r} for p, r in rejected])
     out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent) / "evaluation"
     with atomic.atomic_directory(out, force=True) as tmp:
         atomic.write_text(tmp / "metrics.json", json.dumps(m, indent=2))
         write_evaluation_files(tmp, y_true, probability, m, info.labels)
-        kept = [s for s in samples if s.path not in {r[0] for r in undecodable}]
-        atomic.write_text(tmp / "predictions.csv", _predictions_csv(kept, y_true, probability, info))
+        kept = [s for s in samples if s.path not in {path for path, _ in undecodable}]
+        atomic.write_text(tmp / "predictions.csv", csv_text(
+            [("path", "true_label", "predicted_label", "probability_positive")]
+            + [(s.path, info.labels[int(y)], info.label_for(float(p)), f"{p:.6f}")
+               for s, y, p in zip(kept, y_true, probability)]))
     if args.json:
         print_json(m)
     else:
@@ -142,15 +132,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  left out {item['path']}: {item['reason']}")
         print(f"wrote {out}/ (metrics.json, classification_report.txt, predictions.csv, plots/)")
     return 0
-
-
-def _predictions_csv(samples, y_true, probability, info) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "true_label", "predicted_label", "probability_positive"])
-    for sample, y, p in zip(samples, y_true, probability):
-        writer.writerow([sample.path, info.labels[int(y)], info.label_for(float(p)), f"{p:.6f}"])
-    return buffer.getvalue()
 
 
 if __name__ == "__main__":

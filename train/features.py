@@ -19,6 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.colors import rgb_to_hsv
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .metrics import best_threshold
 
 HUE_BINS = 12
 SAT_BINS = 8
@@ -27,33 +34,13 @@ GREY_SATURATION = 0.1
 FEATURE_SIZE = (100, 125)  # (height, width) the images are decoded at for the baseline: statistics need few pixels
 
 
-def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """float RGB in [0, 1] (..., 3) -> hue in [0, 1), saturation, value (as colorsys / Pillow's HSV)."""
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    value = rgb.max(axis=-1)
-    minimum = rgb.min(axis=-1)
-    chroma = value - minimum
-    saturation = np.where(value > 0, chroma / np.maximum(value, 1e-12), 0.0)
-    safe = np.maximum(chroma, 1e-12)
-    hue = np.where(
-        value == r, ((g - b) / safe) % 6.0, np.where(value == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
-    )
-    hue = np.where(chroma > 0, hue / 6.0, 0.0) % 1.0
-    return hue, saturation, value
-
-
-def _spread(values: np.ndarray) -> list[float]:
-    p10, p50, p90 = np.percentile(values, [10, 50, 90])
-    return [float(values.mean()), float(values.std()), float(p10), float(p50), float(p90)]
-
-
 def colour_features(image: np.ndarray) -> np.ndarray:
     """The 65 colour/tone statistics of one uint8 (H, W, 3) RGB image."""
     rgb = image.reshape(-1, 3).astype(np.float64) / 255.0
-    hue, sat, val = rgb_to_hsv(rgb)
+    hue, sat, val = rgb_to_hsv(rgb).T
     out: list[float] = []
     for channel in (rgb[:, 0], rgb[:, 1], rgb[:, 2], sat, val):
-        out += _spread(channel)
+        out += [channel.mean(), channel.std(), *np.percentile(channel, [10, 50, 90])]
     angle = 2.0 * np.pi * hue
     weight = sat / max(float(sat.sum()), 1e-12)
     cos_mean, sin_mean = float((weight * np.cos(angle)).sum()), float((weight * np.sin(angle)).sum())
@@ -96,33 +83,18 @@ class ColourLogReg:
     threshold: float = 0.5
 
     def _pipeline(self, c: float):
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=5000))
 
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "ColourLogReg":
-        from sklearn.model_selection import StratifiedGroupKFold
-
-        from .metrics import best_threshold, roc_auc
-
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
         n_splits = min(self.inner_folds, len(set(groups)), int(np.bincount(y, minlength=2).min()))
         if n_splits >= 2:
             splits = list(StratifiedGroupKFold(n_splits, shuffle=True, random_state=self.seed).split(x, y, groups))
-            grid = [self.c] if self.c is not None else list(self.c_grid)
-            best = (-np.inf, grid[0], None)
-            for c in grid:
-                oof = np.zeros(len(y))
-                aucs = []
-                for tr, te in splits:
-                    oof[te] = self._pipeline(c).fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
-                    aucs.append(roc_auc(y[te], oof[te]))
-                score = float(np.nanmean(aucs))
-                if score > best[0]:
-                    best = (score, c, oof)
-            self.c, self.threshold = best[1], best_threshold(y, best[2])
+            if self.c is None:
+                self.c = max(self.c_grid, key=lambda c: np.nanmean(
+                    cross_val_score(self._pipeline(c), x, y, cv=splits, scoring="roc_auc")))
+            oof = cross_val_predict(self._pipeline(self.c), x, y, cv=splits, method="predict_proba")[:, 1]
+            self.threshold = best_threshold(y, oof)
         elif self.c is None:
             self.c = 0.1  # too few groups to choose: the default
         self.model_ = self._pipeline(self.c).fit(x, y)

@@ -22,37 +22,30 @@ def roc_auc(y_true: np.ndarray, probability: np.ndarray) -> float:
     return float(skm.roc_auc_score(y_true, probability))
 
 
-def classification_metrics(
-    y_true: np.ndarray,
-    probability: np.ndarray,
-    threshold: float = 0.5,
-    labels: Sequence[str] = DEFAULT_LABELS,
-) -> dict:
+def classification_metrics(y_true: np.ndarray, probability: np.ndarray, threshold: float = 0.5,
+                           labels: Sequence[str] = DEFAULT_LABELS) -> dict:
     """Accuracy, balanced accuracy, ROC AUC, confusion matrix and the per-class report at ``threshold``."""
     y_true = np.asarray(y_true).astype(int)
     probability = np.asarray(probability, dtype=np.float64).reshape(-1)
     y_pred = (probability >= threshold).astype(int)
     counts = np.bincount(y_true, minlength=2)
     majority = int(np.argmax(counts))
-    report = skm.classification_report(
-        y_true, y_pred, labels=[0, 1], target_names=list(labels), output_dict=True, zero_division=0
-    )
     return {
-        "n": int(len(y_true)),
-        "threshold": float(threshold),
-        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)) if len(counts[counts > 0]) > 1 else float("nan"),
+        "n": int(len(y_true)), "threshold": float(threshold), "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)) if counts.all() else float("nan"),
         "roc_auc": roc_auc(y_true, probability),
         "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist(),
-        "classification_report": report,
-        "majority_class": labels[majority],
-        "majority_accuracy": float(counts[majority] / max(1, len(y_true))),
+        "classification_report": skm.classification_report(y_true, y_pred, labels=[0, 1], target_names=list(labels),
+                                                           output_dict=True, zero_division=0),
+        "majority_class": labels[majority], "majority_accuracy": float(counts[majority] / max(1, len(y_true))),
     }
 
 
-def report_text(y_true: np.ndarray, probability: np.ndarray, threshold: float, labels: Sequence[str] = DEFAULT_LABELS) -> str:
+def report_text(y_true: np.ndarray, probability: np.ndarray, threshold: float,
+                labels: Sequence[str] = DEFAULT_LABELS) -> str:
     y_pred = (np.asarray(probability).reshape(-1) >= threshold).astype(int)
-    return skm.classification_report(y_true, y_pred, labels=[0, 1], target_names=list(labels), digits=3, zero_division=0)
+    return skm.classification_report(y_true, y_pred, labels=[0, 1], target_names=list(labels), digits=3,
+                                     zero_division=0)
 
 
 def best_threshold(y_true: np.ndarray, probability: np.ndarray) -> float:

@@ -14,8 +14,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from emotion.runtime.atomic import umask
+import numpy as np
+
+from emotion.train import atomic
 from emotion.runtime.metadata import FORMAT_KEY, ModelInfo
+from emotion.runtime.preprocess import scale
 
 INFO_MEMBER = "emotion_model_info.json"
 MODEL_NAME = "model.keras"
@@ -26,21 +29,14 @@ class ModelFileError(ValueError):
 
 
 def save_model(model, path: str | os.PathLike, info: ModelInfo) -> Path:
-    """Save ``model`` with ``info`` embedded, atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~umask())
-    try:
+    """Save ``model`` with ``info`` embedded, atomically: the file is absent or complete."""
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch) / MODEL_NAME  # Keras names the format by the file's suffix
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(INFO_MEMBER, json.dumps(info.to_strings(), indent=2))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        atomic.write_bytes(path, tmp.read_bytes())
+    return Path(path)
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:
@@ -64,7 +60,9 @@ def read_info(path: str | os.PathLike) -> ModelInfo:
         if INFO_MEMBER in archive.namelist():
             data = json.loads(archive.read(INFO_MEMBER))
             # The wire format of exported models; runs saved before it was used here hold the dataclass's fields.
-            return ModelInfo.from_strings(data) if FORMAT_KEY in data else ModelInfo(**{**data, "labels": tuple(data["labels"])})
+            if FORMAT_KEY in data:
+                return ModelInfo.from_strings(data)
+            return ModelInfo(**{**data, "labels": tuple(data["labels"])})
     return ModelInfo()
 
 
@@ -90,10 +88,9 @@ def load_model(path: str | os.PathLike):
     info = read_info(path).replace(source_sha256=file_sha256(path))
     shape = tuple(model.input_shape[1:])
     if shape != (info.input_height, info.input_width, 3):
-        if INFO_MEMBER not in zipfile.ZipFile(path).namelist():
-            info = info.replace(input_height=int(shape[0]), input_width=int(shape[1]))
-        else:
+        if INFO_MEMBER in zipfile.ZipFile(path).namelist():
             raise ModelFileError(f"{path}: model input {shape} does not match its metadata")
+        info = info.replace(input_height=int(shape[0]), input_width=int(shape[1]))
     return model, info
 
 
@@ -103,20 +100,12 @@ def predict_proba(model, images, batch_size: int = 32):
     Scales with :func:`emotion.runtime.preprocess.scale` (what training fed the model) in chunks, so a large
     batch does not need a float32 copy of itself in memory.
     """
-    import numpy as np
-
-    from emotion.runtime.preprocess import scale
-
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[None]
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected a uint8 (N, H, W, 3) batch, got {images.dtype} {images.shape}")
-    chunks = []
     chunk = max(batch_size, 256)
-    for start in range(0, len(images), chunk):
-        batch = scale(images[start : start + chunk])
-        chunks.append(np.asarray(model.predict(batch, batch_size=batch_size, verbose=0)).reshape(-1))
-    if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float32)
+    chunks = [np.asarray(model.predict(scale(images[start:start + chunk]), batch_size=batch_size, verbose=0))
+              for start in range(0, len(images), chunk)]
+    return np.concatenate(chunks).reshape(-1).astype(np.float32) if chunks else np.zeros(0, dtype=np.float32)

@@ -13,15 +13,14 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
+from emotion.runtime.atomic import atomic_open  # noqa: E402
 from emotion.runtime.metadata import DEFAULT_LABELS  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
@@ -34,9 +33,8 @@ def training_curves(history: dict[str, list[float]], path: Path) -> Path:
         ax.plot(epochs, history[key], "o-", label="training")
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], "s-", label="validation")
-        ax.set_xlabel("epoch")
+        ax.set(xlabel="epoch", title=key.replace("auc", "ROC AUC"))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(key.replace("auc", "ROC AUC"))
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path)

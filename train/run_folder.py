@@ -1,9 +1,7 @@
 """A training run folder as ``emotion-train`` writes it: the one reader that export, evaluation and benchmarks use.
 
-The folder holds ``model.keras`` (the model, its :class:`~emotion.runtime.metadata.ModelInfo` inside),
-``split.csv`` (the train/validation split, paths relative to the data folder), ``run.json`` (the training
-configuration and ``data_root``), ``metrics.json`` and ``history.json``. A ``.keras`` file inside a run folder
-stands for that run, so ``RUN`` and ``RUN/model.keras`` mean the same everywhere.
+The paths in ``split.csv`` are relative to the data folder that ``run.json`` names (``data_root``). A ``.keras``
+file inside a run folder stands for that run, so ``RUN`` and ``RUN/model.keras`` mean the same everywhere.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ HISTORY_JSON = "history.json"
 
 @dataclass(frozen=True)
 class RunFolder:
-    """The files of one training run, named once."""
+    """The files of one training run, named once; an unusable run.json or split.csv raises DataError."""
 
     path: Path
 
@@ -36,30 +34,19 @@ class RunFolder:
     def config_path(self) -> Path:
         return self.path / RUN_JSON
 
-    @classmethod
-    def holding(cls, model_path: Path) -> "RunFolder | None":
-        """The run a ``model.keras`` file belongs to, or None for a bare file (no split or run.json beside it)."""
-        run = cls(model_path.parent)
-        is_run = model_path.name == MODEL_NAME and run.split_path.is_file() and run.config_path.is_file()
-        return run if is_run else None
+    def is_run(self) -> bool:
+        """Whether the folder holds a run's split and configuration (not just any folder or a bare model)."""
+        return self.split_path.is_file() and self.config_path.is_file()
 
     def config(self) -> dict[str, Any]:
-        """``run.json``: the resolved training options, ``data_root`` and the parameter count.
-
-        Raises:
-            DataError: the file is missing or is not JSON.
-        """
+        """``run.json``: the resolved training options, ``data_root`` and the parameter count."""
         try:
             return dict(json.loads(self.config_path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError) as exc:
             raise DataError(f"{self.config_path} cannot be read ({exc})") from None
 
     def data_root(self) -> Path:
-        """The data folder the run was trained on (``run.json["data_root"]``).
-
-        Raises:
-            DataError: run.json names none, or the folder is gone (pass the data folder itself then).
-        """
+        """The data folder the run was trained on (``run.json["data_root"]``)."""
         root = self.config().get("data_root")
         if not isinstance(root, str) or not root:
             raise DataError(f"{self.config_path} names no data_root; pass the data folder itself")
@@ -68,11 +55,7 @@ class RunFolder:
         return Path(root)
 
     def split(self, data_root: str | os.PathLike | None = None) -> Split:
-        """The run's train/validation split, its paths under ``data_root`` (default: the run's own data folder).
-
-        Raises:
-            DataError: the data folder or ``split.csv`` cannot be used, with the reason.
-        """
+        """The run's train/validation split, its paths under ``data_root`` (default: the run's own data folder)."""
         root = Path(data_root) if data_root is not None else self.data_root()
         try:
             return read_manifest(self.split_path, root)
@@ -91,4 +74,5 @@ def locate(path: str | os.PathLike) -> tuple[Path, RunFolder | None]:
         ModelFileError: ``path`` is neither a run folder nor a Keras model file.
     """
     model_path = resolve_model_path(Path(path).expanduser())
-    return model_path, RunFolder.holding(model_path)
+    run = RunFolder(model_path.parent)
+    return model_path, run if model_path.name == MODEL_NAME and run.is_run() else None

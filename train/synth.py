@@ -72,8 +72,7 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), force: bool = Fa
             rng = np.random.default_rng([cfg.seed, index])
             true_positive = index < n_pos
             image = _picture(rng, true_positive, cfg)
-            observed = true_positive ^ (rng.random() < cfg.label_noise)
-            name = DEFAULT_LABELS[int(observed)]
+            name = DEFAULT_LABELS[int(true_positive ^ (rng.random() < cfg.label_noise))]  # a few labels flipped
             image.save(tmp / name / f"synth_{index:05d}.jpg", quality=90)
             counts[name] += 1
     return counts

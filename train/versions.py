@@ -21,11 +21,8 @@ TRAINING = ("tensorflow", "keras", "numpy")
 
 
 def library_versions(names: tuple[str, ...] = tuple(LIBRARIES)) -> dict[str, str]:
-    """Python's version and each named library's, read from the installed package metadata (nothing is imported).
-
-    Args:
-        names: keys of :data:`LIBRARIES`; a library that is not installed is reported as "not installed".
-    """
+    """Python's version and each named library's (keys of :data:`LIBRARIES`), or "not installed"; read from the
+    installed package metadata, so nothing is imported."""
     versions = {"python": platform.python_version()}
     for name in names:
         versions[name] = next((_version(d) for d in LIBRARIES[name] if _version(d)), "not installed")
