@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from emotion.runtime.console import interrupts_deferred
 from emotion.runtime.locate import REPORT_NAME
 from emotion.train.atomic import atomic_directory, write_text
 from emotion.train.versions import library_versions
@@ -26,6 +27,7 @@ from .common import (DEFAULT_CALIBRATION_SIZE, DEFAULT_OPSET, MIN_OPSET, PRECISI
 from .data import calibration_set, image_files, verification_set
 from .onnx_export import keras_to_onnx
 from .openvino_export import constant_types, onnx_to_openvino, op_types, save_ir
+from .quantize import quantize_int8
 from .report import ExportReport
 from .source import load_source, locate
 from .verify import verify
@@ -114,6 +116,8 @@ def export_model(source: str | os.PathLike, out_dir: str | os.PathLike, precisio
     out, opset = Path(out_dir).expanduser(), int(opset)
     steps = _Steps(5 + len(chosen) - ("fp32" in chosen), progress)
     with steps("load_keras", f"loading {model_path}"):
+        with interrupts_deferred():  # Ctrl-C inside onnx's import could segfault instead of exiting 130
+            import onnx, openvino, tensorflow  # noqa: F401, E401
         src = load_source(model_path)
     info = src.info.replace(name=check_name(name or src.info.name),
                             version=check_version(version or src.info.version))
@@ -144,8 +148,6 @@ def export_model(source: str | os.PathLike, out_dir: str | os.PathLike, precisio
             with steps("openvino_fp16", "FP16-compressed IR"):
                 save(ov_model, "fp16")
         if "int8" in chosen:
-            from .quantize import quantize_int8
-
             control = " with accuracy control" if max_auc_drop else ""
             with steps("openvino_int8", f"INT8 by NNCF post-training quantization{control}"):
                 quantized, report.quantization = quantize_int8(ov_model.clone(), cal, images, max_auc_drop)

@@ -6,12 +6,14 @@ same clean-up (atomic outputs removed, models closed): both arrive as :class:`Ke
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:  # argparse is imported by the commands, not by the runtime's library path
     import argparse
@@ -91,6 +93,25 @@ def guard(*expected: type[BaseException], prog: str | None = None) -> Callable[[
 
 def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them: a KeyboardInterrupt raised while a native
+    extension initialises can crash the interpreter instead (onnx's segfaults), so import such libraries here."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread receives them
+        yield
+        return
+    held: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 def _positive(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
