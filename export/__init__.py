@@ -17,7 +17,7 @@ from typing import Any
 
 # Public name -> the module defining it, imported only when asked for, so `emotion-export --help` stays fast.
 _LAZY = {"ExportError": "common", "ExportReport": "report", "Verification": "verify", "export_model": "pipeline",
-         "keras_predict": "source", "verify": "verify", "verify_directory": "verify"}
+         "keras_predict": "verify", "verify": "verify", "verify_directory": "verify"}
 __all__ = sorted(_LAZY)
 
 

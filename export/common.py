@@ -9,7 +9,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_OPSET = 17
 MIN_OPSET = 17  # opset 17 is what OpenVINO, ONNX Runtime and tf2onnx 1.17 all handle well
 DEFAULT_CALIBRATION_SIZE = 300  # NNCF's default subset size; enough for per-tensor activation ranges
-IR_XML = "model.xml"
 # OVMS wants numeric version folders; names become folder names and URL parts (KServe /v2/models/<name>).
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -35,4 +34,4 @@ def check_version(version: str | int) -> str:
 def ir_path(root: Path, name: str, version: str, precision: str) -> Path:
     """``<name>`` holds FP32 (the model a server should load by default), ``<name>-fp16`` and ``<name>-int8``."""
     repository = name if precision == "fp32" else f"{name}-{precision}"
-    return Path(root) / repository / str(version) / IR_XML
+    return Path(root) / repository / str(version) / "model.xml"

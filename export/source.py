@@ -15,7 +15,7 @@ import numpy as np
 
 from emotion.runtime.metadata import ModelInfo
 from emotion.train.data import DataError
-from emotion.train.model_io import ModelFileError, predict_proba
+from emotion.train.model_io import ModelFileError
 from emotion.train.run_folder import RunFolder, locate as locate_run
 
 from .common import ExportError
@@ -89,7 +89,3 @@ def check_single_sigmoid(model: Any, where: Path | str = "the model") -> None:
         values = np.asarray(model(probe, training=False))
         if not np.all((values >= 0.0) & (values <= 1.0)):
             raise ExportError(f"{where}: the output is not a probability in [0, 1]; a sigmoid unit is needed")
-
-
-# The Keras reference every exported model is held to lives with the model I/O it belongs to.
-keras_predict = predict_proba
