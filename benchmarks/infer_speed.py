@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the export report's source, when it exists)")
     parser.add_argument("--no-cold-start", action="store_true", help="skip (c)")
     parser.add_argument("--workers", type=positive_int, metavar="N",
-                        help="decode threads for D and predict_many (default: the CPU count)")
+                        help="decode threads for D and predict_many (default: the runtime's, the CPU count + 1)")
 
 
 def _keras_source(export: Path, explicit: str | None) -> Path | None:
@@ -98,12 +98,13 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
     if not sources:
         raise BenchError(f"no images in {data}")
     keras_file = None if args.no_cold_start else _keras_source(export, args.keras)
-    workers, started, notes, precision = args.workers or os.cpu_count() or 1, time.time(), [], args.precision
+    started, notes, precision = time.time(), [], args.precision
     fmt = FORMATS["openvino-bf16" if precision == "bf16" else f"openvino-{args.variant}"]  # runs as: backend, hint
     with tempfile.TemporaryDirectory(prefix="emotion-infer-speed-") as scratch_dir:
         scratch = Path(scratch_dir)
         folder = make_folder(sources, args.files, scratch / "photos")
         worker = FormatWorker(fmt, xml, sources[:16], None, "CPU", args.workers)
+        workers = worker.description["throughput_mode"]["workers"]  # D decodes on as many threads as E runs
         try:
             rounds = _rounds(worker, sources, folder, scratch, args, workers, progress)
         finally:

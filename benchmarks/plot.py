@@ -43,7 +43,7 @@ def latency_auc_plot(document: dict[str, Any], path: Path) -> bool:
     ax.xaxis.set_minor_formatter(plain)
     ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("latency p50, batch 1 (ms, log scale; bars: min–max over rounds)")
-    ax.set_ylabel("ROC AUC (validation images)")
+    ax.set_ylabel("ROC AUC (the benchmark's labelled images)")
     ax.set_title(f"emotion-bench: {document['model']['name']} ({Path(document['run']).name})", fontsize=10)
     aucs = [auc for _, _, auc in points]
     pad = max(0.004, (max(aucs) - min(aucs)) * 0.5)

@@ -52,15 +52,16 @@ class Prediction:
 class EmotionClassifier:
     """An exported emotion model, ready to classify images. Thread-safe; close it, or use ``with``.
 
-    ``workers`` decode and infer for :meth:`submit` and :meth:`predict_many` (default: the CPU count, at least the
-    backend's optimal number of parallel inferences).
+    ``workers`` decode and infer for :meth:`submit` and :meth:`predict_many` (default: one more than the CPU count,
+    so the cores stay busy while a worker waits on a file or the GIL; at least the backend's optimal number of
+    parallel inferences).
     """
 
     def __init__(self, backend: Backend, workers: int | None = None) -> None:
         self.backend, self.info, self.spec = backend, backend.info, backend.info.preprocess_spec
         self.path, self.labels = backend.path, backend.info.labels  # the model file in use, and its two labels
         self.input_shape = (self.spec.height, self.spec.width, 3)  # what goes to the model without preprocessing
-        self.workers = workers or max(os.cpu_count() or 1, backend.parallelism)
+        self.workers = workers or max((os.cpu_count() or 1) + 1, backend.parallelism)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="emotion")
 
     @classmethod

@@ -154,7 +154,7 @@ def add_model_options(parser: argparse.ArgumentParser, mode: str = "throughput")
                        help="inference precision: f32 (default, parity with training); bf16 is faster on CPUs with AMX")
     group.add_argument("--mode", choices=MODES, default=mode, help=f"OpenVINO performance hint (default: {mode})")
     group.add_argument("--workers", type=positive_int, metavar="N",
-                       help="threads that decode and infer (default: the CPU count, at least the optimal requests)")
+                       help="threads that decode and infer (default: the CPU count + 1, at least the optimal requests)")
     group.add_argument("--requests", type=positive_int, default=0, metavar="N",
                        help="inferences worth running at once (default: OpenVINO's optimal number for the mode)")
     cache = group.add_mutually_exclusive_group()
