@@ -55,6 +55,11 @@ class EmotionClassifier:
     ``workers`` decode and infer for :meth:`submit` and :meth:`predict_many` (default: one more than the CPU count,
     so the cores stay busy while a worker waits on a file or the GIL; at least the backend's optimal number of
     parallel inferences).
+
+    Example:
+        >>> with EmotionClassifier.load("exports/run1") as clf:          # doctest: +SKIP
+        ...     clf.predict("photo.jpg")
+        Prediction(label='Positive', probability=0.93, path='photo.jpg', error=None)
     """
 
     def __init__(self, backend: Backend, workers: int | None = None) -> None:
@@ -73,12 +78,14 @@ class EmotionClassifier:
 
         Args:
             path: see :func:`emotion.runtime.locate.resolve_model`; ``variant`` picks among an export's models.
+            device: an OpenVINO device ("CPU", "GPU", "AUTO", ...).
             backend: "openvino" or "onnxruntime"; None picks by the model file (``.onnx``: ONNX Runtime).
             precision: None or "f32" (parity with Keras), "bf16" (faster on CPUs with AMX), "f16".
             mode: "latency" (one image at a time) or "throughput" (folders, servers: more streams).
             cache_dir: OpenVINO's compiled-model cache: True the default folder, None off, or a folder.
             num_requests: inferences worth running at once (0: OpenVINO's optimal number).
             config: extra OpenVINO compile properties, applied over the ones above.
+            workers: see the class.
 
         Raises:
             ModelLoadError: a one-line reason why the model cannot be used.
