@@ -23,9 +23,11 @@ from .locate import resolve_model
 from .metadata import shortest
 from .preprocess import ImageSource, preprocess
 
-# Images a worker decodes, then infers, in turn: decoding and inference evict each other's data from the CPU
-# caches, and taking turns per chunk rather than per image keeps both warm (benchmarks/results/infer-speed*.md).
-CHUNK = 16
+# A worker decodes a chunk of images, then infers them: decoding and inference evict each other's data from the CPU
+# caches, and taking turns per chunk rather than per image keeps both warm. A chunk holds about this many bytes of
+# decoded input, and at least 16 images: dozens more of a small model's images
+# (benchmarks/results/chunk.md).
+CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class EmotionClassifier:
         self.backend, self.info, self.spec = backend, backend.info, backend.info.preprocess_spec
         self.path, self.labels = backend.path, backend.info.labels  # the model file in use, and its two labels
         self.input_shape = (self.spec.height, self.spec.width, 3)  # what goes to the model without preprocessing
+        self.chunk = max(16, CHUNK_BYTES // (3 * self.spec.height * self.spec.width))  # images per worker task
         self.workers = workers or max((os.cpu_count() or 1) + 1, backend.parallelism)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="emotion")
 
@@ -135,12 +138,12 @@ class EmotionClassifier:
         """Classify every item of ``images`` (sources or :class:`Candidate`), one :class:`Prediction` each, in order.
 
         An item that cannot be classified yields a Prediction with ``error`` set and the stream goes on. Workers
-        take the items in chunks of :data:`CHUNK`; at most ``window`` items (default: two chunks per worker) are
+        take the items in chunks of :attr:`chunk`; at most ``window`` items (default: two chunks per worker) are
         read ahead of what has been yielded, so memory stays bounded. If ``images`` itself raises, the predictions
         of the items before it are yielded first, then the error is raised.
         """
-        window = window or 2 * CHUNK * self.workers
-        items, size, pending = iter(images), min(CHUNK, window), deque()
+        window = window or 2 * self.chunk * self.workers
+        items, size, pending = iter(images), min(self.chunk, window), deque()
         error, more = None, True
         try:
             while pending or more:
