@@ -9,16 +9,16 @@ import shutil
 import numpy as np
 import pytest
 
-from emotion.train import cv
-from emotion.train.data import DataError, load_dataset
+from emotion.train import cv, data
+from emotion.train.data import DataError, load_dataset, stratified_split
 from emotion.train.evaluate_cli import main as evaluate_main
 
 
 def test_group_from_theme_strips_the_trailing_number():
-    assert cv.group_from_theme("Dog 12") == "Dog"
-    assert cv.group_from_theme("Garbage dump 3") == "Garbage dump"
-    assert cv.group_from_theme(" Sky ") == "Sky"
-    assert cv.group_from_theme("42") == "42"
+    assert data.group_from_theme("Dog 12") == "Dog"
+    assert data.group_from_theme("Garbage dump 3") == "Garbage dump"
+    assert data.group_from_theme(" Sky ") == "Sky"
+    assert data.group_from_theme("42") == "42"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def grouped_data(synth_data, tmp_path_factory):
 
 def test_read_groups_from_labels_csv(grouped_data):
     dataset = load_dataset(grouped_data)
-    groups, source = cv.read_groups(dataset)
+    groups, source = data.read_groups(dataset)
     assert len(groups) == len(dataset.samples) == 80
     assert "theme" in source and "76 of 80" in source
     listed = [g for g in groups if not g.startswith("file:")]
@@ -47,15 +47,27 @@ def test_read_groups_from_labels_csv(grouped_data):
     assert sum(g.startswith("file:") for g in groups) == 4  # unlisted files are their own group
 
 
+def test_training_split_keeps_groups_whole(grouped_data, synth_data):
+    """emotion-train's validation split, like the folds, never puts pictures of one group on both sides."""
+    dataset = load_dataset(grouped_data)
+    split = stratified_split(dataset, 0.2, seed=21)
+    groups = dict(zip((s.path for s in dataset.samples), data.read_groups(dataset)[0]))
+    assert split.grouped and len(split.train) + len(split.validation) == 80
+    assert not {groups[s.path] for s in split.train} & {groups[s.path] for s in split.validation}
+    assert {s.label for s in split.validation} == {s.label for s in split.train} == {0, 1}
+    assert stratified_split(load_dataset(grouped_data), 0.2, seed=21) == split  # deterministic
+    assert not stratified_split(load_dataset(synth_data)).grouped  # no labels.csv: each class split at random
+
+
 def test_without_labels_csv_each_file_is_a_group(synth_data):
-    groups, source = cv.read_groups(load_dataset(synth_data))
+    groups, source = data.read_groups(load_dataset(synth_data))
     assert len(set(groups)) == len(groups) == 80 and "own group" in source
 
 
 @pytest.mark.parametrize("k", [2, 5])
 def test_grouped_folds_never_split_a_group(grouped_data, k):
     dataset = load_dataset(grouped_data)
-    groups, _ = cv.read_groups(dataset)
+    groups, _ = data.read_groups(dataset)
     y = dataset.y
     folds = cv.grouped_folds(y, groups, k, seed=21)
     assert len(folds) == k
@@ -65,7 +77,7 @@ def test_grouped_folds_never_split_a_group(grouped_data, k):
         assert not set(train) & set(test)
         assert not set(groups[train]) & set(groups[test])  # no group on both sides
         assert set(y[test]) == {0, 1}
-        inner_train, inner_val = cv.inner_split(y[train], groups[train], seed=21)
+        inner_train, inner_val = data.grouped_split(y[train], groups[train], seed=21)
         itr, ival = train[inner_train], train[inner_val]
         assert sorted(np.concatenate([itr, ival])) == sorted(train)  # drawn from the training folds only
         assert not set(groups[itr]) & set(groups[ival]) and not set(ival) & set(test)

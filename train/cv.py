@@ -13,9 +13,7 @@ the colour baseline chooses its threshold by a grouped cross-validation inside i
 
 from __future__ import annotations
 
-import csv
 import functools
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,39 +23,11 @@ import numpy as np
 from emotion.runtime.preprocess import DEFAULT_RESIZE_FILTER, PreprocessSpec
 
 from . import models
-from .data import DEFAULT_SEED, DEFAULT_VALIDATION_FRACTION, DataError, Dataset, load_dataset, load_images
+from .data import DEFAULT_SEED, DataError, grouped_split, load_dataset, load_images, read_groups
 
 BASELINE = "colour-logreg"
-GROUPS_FILE = "labels.csv"
 METRICS = ("roc_auc", "accuracy", "balanced_accuracy")
 METRIC_TITLES = {"roc_auc": "AUC", "accuracy": "accuracy", "balanced_accuracy": "balanced acc."}
-
-
-def group_from_theme(theme: str) -> str:
-    """"Dog 12" -> "Dog"; "Garbage dump 3" -> "Garbage dump"; a theme without a number is its own group."""
-    theme = theme.strip()
-    return re.sub(r"\s*\d+$", "", theme) or theme
-
-
-def read_groups(dataset: Dataset) -> tuple[np.ndarray, str]:
-    """One group name per sample of ``dataset`` and a description of where the groups came from."""
-    path = dataset.root / GROUPS_FILE
-    files = [s.relative_to(dataset.root) for s in dataset.samples]
-    if not path.is_file():
-        return np.array([f"file:{f}" for f in files], dtype=object), f"no {GROUPS_FILE}: each file is its own group"
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        if "file" not in columns or not ({"group", "theme"} & set(columns)):
-            raise DataError(f"{path} needs a 'file' column and a 'group' or 'theme' column; found {columns}")
-        column = "group" if "group" in columns else "theme"
-        rows = [(row["file"], (row.get(column) or "").strip()) for row in reader]
-    group_of = str if column == "group" else group_from_theme
-    mapping = {Path(file.strip().replace("\\", "/")).as_posix(): group_of(name) for file, name in rows if name}
-    groups = np.array([mapping.get(f, f"file:{f}") for f in files], dtype=object)
-    how = "group column" if column == "group" else "theme without its trailing number"
-    listed = sum(f in mapping for f in files)
-    return groups, f"{GROUPS_FILE} {how} ({listed} of {len(files)} files listed; others are their own group)"
 
 
 def check_k(k: int, y: np.ndarray, groups: np.ndarray, labels=("Negative", "Positive")) -> None:
@@ -83,22 +53,6 @@ def grouped_folds(y: np.ndarray, groups: np.ndarray, k: int,
     check_k(k, y, groups)  # (the default class names: run_cv checks first, with the dataset's own)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     return [(np.sort(tr), np.sort(te)) for tr, te in splitter.split(np.zeros(len(y)), y, groups)]
-
-
-def inner_split(y: np.ndarray, groups: np.ndarray, seed: int = DEFAULT_SEED,
-                fraction: float = DEFAULT_VALIDATION_FRACTION) -> tuple[np.ndarray, np.ndarray]:
-    """A grouped, stratified (train, validation) split of positions 0..len(y)-1 (about ``fraction`` validation);
-    the first candidate whose validation side holds both classes."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    n_groups = len(set(groups))
-    n_splits = min(max(2, int(round(1.0 / fraction))), n_groups)
-    if n_splits < 2:
-        raise DataError("too few groups in the training folds for an inner validation split")
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    candidates = list(splitter.split(np.zeros(len(y)), y, groups))
-    tr, val = next((c for c in candidates if all(len(np.unique(y[part])) == 2 for part in c)), candidates[0])
-    return np.sort(tr), np.sort(val)
 
 
 @dataclass
@@ -196,7 +150,7 @@ def run_cv(cfg: CVConfig, log=print) -> dict:
     dataset.samples = [s for s in dataset.samples if s.path not in bad]
     groups, group_source = read_groups(dataset)
     folds = grouped_folds(y, groups, cfg.k, cfg.seed)
-    inner = [tuple(tr[part] for part in inner_split(y[tr], groups[tr], cfg.seed)) for tr, _ in folds]
+    inner = [tuple(tr[part] for part in grouped_split(y[tr], groups[tr], cfg.seed)) for tr, _ in folds]
     n_groups = len(set(groups))
     log(f"{cfg.k}-fold grouped cross-validation on {dataset.root}: {len(y)} images "
         f"({int((y == 0).sum())} {dataset.labels[0]}, {int((y == 1).sum())} {dataset.labels[1]}), {n_groups} groups "

@@ -1,4 +1,4 @@
-"""The dataset: ``DATA/Negative/*`` and ``DATA/Positive/*``, a deterministic stratified split, and its manifest.
+"""The dataset: ``DATA/Negative/*`` and ``DATA/Positive/*``, its groups, a deterministic split, and its manifest.
 
 The user's files are only read: never moved, renamed or deleted (the seed's script moved them into split
 folders; we write a manifest instead).
@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from emotion.runtime.preprocess import ImageDecodeError, PreprocessSpec, preproc
 MANIFEST_NAME = "split.csv"
 DEFAULT_SEED = 21
 DEFAULT_VALIDATION_FRACTION = 0.2
+GROUPS_FILE = "labels.csv"  # optional: a group (or OASIS theme) per file; pictures of one group stay together
 
 
 class DataError(ValueError):
@@ -86,6 +88,7 @@ class Split:
     seed: int
     validation_fraction: float
     labels: tuple[str, str] = DEFAULT_LABELS
+    grouped: bool = False  # whole groups of labels.csv on each side
 
 
 def load_dataset(root: str | os.PathLike, labels: Sequence[str] = DEFAULT_LABELS) -> Dataset:
@@ -112,13 +115,67 @@ def load_dataset(root: str | os.PathLike, labels: Sequence[str] = DEFAULT_LABELS
     return dataset
 
 
+def group_from_theme(theme: str) -> str:
+    """"Dog 12" -> "Dog"; "Garbage dump 3" -> "Garbage dump"; a theme without a number is its own group."""
+    theme = theme.strip()
+    return re.sub(r"\s*\d+$", "", theme) or theme
+
+
+def read_groups(dataset: Dataset) -> tuple[np.ndarray, str]:
+    """One group name per sample of ``dataset`` and a description of where the groups came from."""
+    path = dataset.root / GROUPS_FILE
+    files = [s.relative_to(dataset.root) for s in dataset.samples]
+    if not path.is_file():
+        return np.array([f"file:{f}" for f in files], dtype=object), f"no {GROUPS_FILE}: each file is its own group"
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        if "file" not in columns or not ({"group", "theme"} & set(columns)):
+            raise DataError(f"{path} needs a 'file' column and a 'group' or 'theme' column; found {columns}")
+        column = "group" if "group" in columns else "theme"
+        rows = [(row["file"], (row.get(column) or "").strip()) for row in reader]
+    group_of = str if column == "group" else group_from_theme
+    mapping = {Path(file.strip().replace("\\", "/")).as_posix(): group_of(name) for file, name in rows if name}
+    groups = np.array([mapping.get(f, f"file:{f}") for f in files], dtype=object)
+    how = "group column" if column == "group" else "theme without its trailing number"
+    listed = sum(f in mapping for f in files)
+    return groups, f"{GROUPS_FILE} {how} ({listed} of {len(files)} files listed; others are their own group)"
+
+
+def grouped_split(y: np.ndarray, groups: np.ndarray, seed: int = DEFAULT_SEED,
+                fraction: float = DEFAULT_VALIDATION_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """A grouped, stratified (train, validation) split of positions 0..len(y)-1 (about ``fraction`` validation);
+    the first candidate whose validation side holds both classes."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = len(set(groups))
+    n_splits = min(max(2, int(round(1.0 / fraction))), n_groups)
+    if n_splits < 2:
+        raise DataError("too few groups in the training folds for an inner validation split")
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    candidates = list(splitter.split(np.zeros(len(y)), y, groups))
+    tr, val = next((c for c in candidates if all(len(np.unique(y[part])) == 2 for part in c)), candidates[0])
+    return np.sort(tr), np.sort(val)
+
+
 def stratified_split(dataset: Dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
                      seed: int = DEFAULT_SEED) -> Split:
-    """Deterministic stratified split: same files and seed, same split, whatever the scan order."""
+    """Deterministic stratified split: same files and seed, same split, whatever the scan order.
+
+    With a ``labels.csv`` (see :func:`read_groups`), whole groups go to one side, as in cross-validation: early
+    stopping, the threshold and the reported validation figures then come from subjects the model has not trained
+    on. Without one, or when no grouped split holds both classes on both sides, each class is split at random.
+    """
     if not 0.0 < validation_fraction < 1.0:
         raise DataError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
     key = lambda s: s.relative_to(dataset.root)  # noqa: E731
     samples = sorted(dataset.samples, key=key)
+    if (dataset.root / GROUPS_FILE).is_file():
+        y, (groups, _) = np.array([s.label for s in samples]), read_groups(Dataset(dataset.root, samples))
+        sides = grouped_split(y, groups, seed, validation_fraction) if len(set(groups)) > 1 else ()
+        if sides and all(len(set(y[side])) == 2 for side in sides):
+            train, validation = ([samples[i] for i in side] for side in sides)
+            return Split(dataset.root, train, validation, seed, validation_fraction, dataset.labels, grouped=True)
     train: list[Sample] = []
     validation: list[Sample] = []
     rng = np.random.default_rng(seed)

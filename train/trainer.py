@@ -273,6 +273,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
                   if k != "resolved" and k not in unused}
         config["data_root"] = str(split.root)
+        config["split_grouped"] = split.grouped  # whole labels.csv groups on each side
         config["parameters"] = int(model.count_params())
         config["image_size"] = list(cfg.image_size)
         atomic.write_text(run / RUN_JSON, json.dumps(config, indent=2))
@@ -309,4 +310,5 @@ def _dataset_line(report: dict, split: data_mod.Split) -> str:
         f"data {report['root']}: {report['total']} images ({counts}; imbalance {report['imbalance_ratio']}:1; "
         f"majority baseline {report['majority_accuracy']:.1%}){extra}; split seed {split.seed}: "
         f"{len(split.train)} train / {len(split.validation)} validation"
+        + (f" (groups of {data_mod.GROUPS_FILE} kept whole)" if split.grouped else "")
     )
