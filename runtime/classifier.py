@@ -25,8 +25,7 @@ from .preprocess import ImageSource, preprocess
 
 # A worker decodes a chunk of images, then infers them: decoding and inference evict each other's data from the CPU
 # caches, and taking turns per chunk rather than per image keeps both warm. A chunk holds about this many bytes of
-# decoded input, and at least 16 images: dozens more of a small model's images
-# (benchmarks/results/chunk.md).
+# decoded input and at least 16 images, so small models get longer chunks (benchmarks/results/chunk.md).
 CHUNK_BYTES = 1 << 20
 
 

@@ -174,8 +174,9 @@ def stratified_split(dataset: Dataset, validation_fraction: float = DEFAULT_VALI
         y, (groups, _) = np.array([s.label for s in samples]), read_groups(Dataset(dataset.root, samples))
         sides = grouped_split(y, groups, seed, validation_fraction) if len(set(groups)) > 1 else ()
         if sides and all(len(set(y[side])) == 2 for side in sides):
-            train, validation = ([samples[i] for i in side] for side in sides)
-            return Split(dataset.root, train, validation, seed, validation_fraction, dataset.labels, grouped=True)
+            train_side, validation_side = ([samples[i] for i in side] for side in sides)
+            return Split(dataset.root, train_side, validation_side, seed, validation_fraction, dataset.labels,
+                         grouped=True)
     train: list[Sample] = []
     validation: list[Sample] = []
     rng = np.random.default_rng(seed)
