@@ -36,12 +36,12 @@ def roc_auc(compiled_model: Any, items: Any) -> tuple[float, None]:
 
 
 def _float_scope(nncf: Any, model: Any) -> Any:
-    """Operations kept in float: edge's colour statistics (of the whole picture and of its centre: every layer
-    whose name contains FLOAT_LAYER) and everything after them (BatchNorm and the one-unit head).
+    """Operations kept in float: the output unit (the MatMul feeding the sigmoid), and edge's colour statistics
+    (every layer whose name contains FLOAT_LAYER) with everything after them.
 
-    Rare-hue histogram bins are heavy-tailed, so one 8-bit scale per tensor cannot hold the statistics, and a
-    head of a few dozen weights gains nothing from int8 (measured in benchmarks/results/model_quality.md).
-    Models without that layer (seed) are quantized entirely.
+    The output unit is a single dot product over the pooled features, so int8 saves nothing there; kept in float,
+    it lets bias correction fix the layers below it (measured in benchmarks/results/model_quality.md). Rare-hue
+    histogram bins are heavy-tailed, so one 8-bit scale per tensor cannot hold edge's statistics.
     """
     names: set[str] = set()
     frontier = [op for op in model.get_ops() if FLOAT_LAYER in op.get_friendly_name()]
@@ -51,6 +51,11 @@ def _float_scope(nncf: Any, model: Any) -> Any:
             continue
         names.add(op.get_friendly_name())
         frontier += [target.get_node() for output in op.outputs() for target in output.get_target_inputs()]
+    op = next(out.get_node() for out in model.outputs if OUTPUT_PROBABILITY in out.get_names())
+    while op is not None and op.get_type_name() != "MatMul":  # up from the sigmoid, past its bias
+        op = next((v.get_node() for v in op.input_values() if v.get_node().get_type_name() != "Constant"), None)
+    if op is not None:
+        names.add(op.get_friendly_name())
     return nncf.IgnoredScope(names=sorted(names), validate=False)
 
 
@@ -70,10 +75,11 @@ def quantize_int8(model: Any, calibration: ImageSet, validation: ImageSet | None
                           "split or --data DATA)")
     details: dict = {"method": "nncf.quantize",
                      "calibration": {"source": calibration.description, "images": len(calibration)},
-                     "subset_size": len(calibration), "preset": "performance (symmetric)",
+                     "subset_size": len(calibration), "preset": "performance (symmetric)", "bias_correction": "full",
                      "calibration_rejected": calibration.rejected}
     calibration_data = nncf.Dataset(list(calibration.images[:, None]))  # batches of one image
-    options = {"subset_size": len(calibration), "ignored_scope": _float_scope(nncf, model)}
+    options = {"subset_size": len(calibration), "ignored_scope": _float_scope(nncf, model),
+               "fast_bias_correction": False}
     try:
         if max_auc_drop is None:
             return nncf.quantize(model, calibration_data, **options), details

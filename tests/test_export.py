@@ -185,13 +185,21 @@ def test_fp32_ir_really_holds_f32_weights(exported):
     assert fp16_bin < 0.6 * fp32_bin
 
 
-def test_int8_ir_is_quantized(exported):
+def test_int8_ir_is_quantized_but_its_output_unit(exported):
+    import openvino as ov
+
     from emotion.export.openvino_export import constant_types, op_types
 
-    _, out = exported
+    report, out = exported
     assert op_types(_ir(out, "int8"))["FakeQuantize"] > 0
     assert constant_types(_ir(out, "int8"))["i8"] > 0
     assert _ir(out, "int8").with_suffix(".bin").stat().st_size < 0.4 * _ir(out, "fp32").with_suffix(".bin").stat().st_size
+    # The sigmoid unit stays in float (fed by no fake-quantize, weights f32 constants); bias correction is the full one.
+    model = ov.Core().read_model(_ir(out, "int8"))
+    unit = next(op for op in model.get_ops() if op.get_type_name() == "MatMul" and "probability" in op.get_friendly_name())
+    assert [v.get_node().get_type_name() != "FakeQuantize" for v in unit.input_values()] == [True, True]
+    assert unit.input_value(1).get_node().get_type_name() == "Constant"
+    assert report.quantization["bias_correction"] == "full"
 
 
 def test_rt_info_round_trips_through_model_info(exported, tiny_run):
