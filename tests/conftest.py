@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
+
+# A shell that starts the suite in the background (`.ci/run &`) makes it ignore SIGINT, and every command a test
+# starts would inherit that; the tests that press Ctrl-C on a command need it delivered as a terminal would.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # ==== data / train fixtures ==== begin ====
 # Small real data (synthetic JPEGs; real photos when ../shared is present) and a small, really trained run.
