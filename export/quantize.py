@@ -1,4 +1,4 @@
-"""INT8 by NNCF post-training quantization of the FP32 IR, optionally under an ROC AUC budget.
+"""INT8 by NNCF post-training quantization (full bias correction) of the FP32 IR, optionally under an AUC budget.
 
 The IR already takes uint8 images and scales them itself, so NNCF is fed the very arrays the runtime feeds:
 calibration statistics describe real inputs, with no transform that could drift from the runtime's.
@@ -36,13 +36,10 @@ def roc_auc(compiled_model: Any, items: Any) -> tuple[float, None]:
 
 
 def _float_scope(nncf: Any, model: Any) -> Any:
-    """Operations kept in float: the output unit (the MatMul feeding the sigmoid), and edge's colour statistics
-    (every layer whose name contains FLOAT_LAYER) with everything after them.
-
-    The output unit is a single dot product over the pooled features, so int8 saves nothing there; kept in float,
-    it lets bias correction fix the layers below it (measured in benchmarks/results/model_quality.md). Rare-hue
-    histogram bins are heavy-tailed, so one 8-bit scale per tensor cannot hold edge's statistics.
-    """
+    """Operations kept in float: the output unit (the MatMul feeding the sigmoid) and edge's colour statistics
+    (every layer whose name contains FLOAT_LAYER) with everything after them. The unit is one dot product, so int8
+    saves nothing there, and in float it lets bias correction fix the layers below it (benchmarks/results/
+    model_quality.md); one 8-bit scale per tensor cannot hold the heavy-tailed hue histograms of edge."""
     names: set[str] = set()
     frontier = [op for op in model.get_ops() if FLOAT_LAYER in op.get_friendly_name()]
     while frontier:
@@ -52,11 +49,10 @@ def _float_scope(nncf: Any, model: Any) -> Any:
         names.add(op.get_friendly_name())
         frontier += [target.get_node() for output in op.outputs() for target in output.get_target_inputs()]
     op = next(out.get_node() for out in model.outputs if OUTPUT_PROBABILITY in out.get_names())
-    while op is not None and op.get_type_name() != "MatMul":  # up from the sigmoid, past its bias
-        op = next((v.get_node() for v in op.input_values() if v.get_node().get_type_name() != "Constant"), None)
-    if op is not None:
-        names.add(op.get_friendly_name())
-    return nncf.IgnoredScope(names=sorted(names), validate=False)
+    while op.get_type_name() not in ("MatMul", "Parameter"):  # up from the sigmoid, past its bias
+        op = next(v.get_node() for v in op.input_values() if v.get_node().get_type_name() != "Constant")
+    unit = {op.get_friendly_name()} if op.get_type_name() == "MatMul" else set()
+    return nncf.IgnoredScope(names=sorted(names | unit), validate=False)
 
 
 def quantize_int8(model: Any, calibration: ImageSet, validation: ImageSet | None = None,

@@ -196,7 +196,8 @@ def test_int8_ir_is_quantized_but_its_output_unit(exported):
     assert _ir(out, "int8").with_suffix(".bin").stat().st_size < 0.4 * _ir(out, "fp32").with_suffix(".bin").stat().st_size
     # The sigmoid unit stays in float (fed by no fake-quantize, weights f32 constants); bias correction is the full one.
     model = ov.Core().read_model(_ir(out, "int8"))
-    unit = next(op for op in model.get_ops() if op.get_type_name() == "MatMul" and "probability" in op.get_friendly_name())
+    unit = next(op for op in model.get_ops()
+                if op.get_type_name() == "MatMul" and "probability" in op.get_friendly_name())
     assert [v.get_node().get_type_name() != "FakeQuantize" for v in unit.input_values()] == [True, True]
     assert unit.input_value(1).get_node().get_type_name() == "Constant"
     assert report.quantization["bias_correction"] == "full"
