@@ -28,7 +28,6 @@ from .report import num, page, row_table
 from .suite import BenchError
 from .timing import latency_loop, percentiles_ms
 
-DEFAULT_IMAGES = Path("/work/shared/data/oasis-dev")
 LEVELS = (1, 8, 64)
 
 
@@ -37,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=("fp32", "fp16", "int8"), default=None, help="export variant")
     parser.add_argument("--model-name", help="the served model's name (default: the model's own, else emotion)")
     parser.add_argument("--url", help="use this running server instead of starting one (no in-process baseline unless --model)")
-    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help=f"folder of JPEGs (default: {DEFAULT_IMAGES})")
+    parser.add_argument("--images", type=Path, help="folder of JPEGs (default: synthetic 500x400 JPEGs)")
     parser.add_argument("--files", type=positive_int, default=64, help="distinct files to cycle through (default: 64)")
     parser.add_argument("--clients", default=",".join(map(str, LEVELS)), help="concurrency levels (default: 1,8,64)")
     parser.add_argument("--count", type=positive_int, default=16, help="requests per client at each level (default: 16)")
@@ -50,12 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_images(folder: Path | None, limit: int, size=(500, 400)) -> tuple[list[tuple[str, bytes]], str]:
-    """Up to ``limit`` JPEG files as (name, bytes), and where they came from; synthetic 500x400 ones if none."""
-    paths = []
-    if folder is not None and folder.is_dir():
+    """Up to ``limit`` JPEG files of ``folder`` as (name, bytes), and where they came from; without a folder,
+    synthetic 500x400 ones.
+
+    Raises:
+        BenchError: ``folder`` holds no JPEG file.
+    """
+    if folder is not None:
         paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg") and p.is_file())
-    chosen = paths[:: max(1, len(paths) // limit)][:limit]  # spread over the folder (both classes)
-    if chosen:
+        if not paths:
+            raise BenchError(f"--images {folder}: no .jpg or .jpeg files there")
+        chosen = paths[:: max(1, len(paths) // limit)][:limit]  # spread over the folder (both classes)
         return [(p.name, p.read_bytes()) for p in chosen], f"{len(chosen)} JPEGs from {folder}"
     from PIL import Image
 

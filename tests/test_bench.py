@@ -278,3 +278,6 @@ def test_subcommand_bad_input_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("emotion-bench: error: export ")
     assert cli.main(["serve-load", "--clients", "0", "--url", "http://127.0.0.1:9", "-q"]) == 2
+    capsys.readouterr()
+    assert cli.main(["serve-load", "--images", str(tmp_path), "--url", "http://127.0.0.1:9", "-q"]) == 2
+    assert f"--images {tmp_path}: no .jpg or .jpeg files there" in capsys.readouterr().err
