@@ -123,12 +123,13 @@ def markdown(doc: dict[str, Any]) -> str:
               mm(m["inference_share"], 2)] for model, m in doc["models"].items()]
     return page("Folder inference through Ray Data against local emotion-infer (issue 15)", doc, [
         f"Measured {doc['measured']} ({doc['seconds']} s) on **{doc['hardware']['cpu']}**, "
-        f"{doc['hardware']['usable_cores']} cores shared with other jobs (load average "
-        f"{doc['load_average_at_start'][0]:.1f} at the start, {doc['load_average_at_end'][0]:.1f} at the end). "
+        f"{doc['hardware']['usable_cores']} cores (load average {doc['load_average_at_start'][0]:.1f} at the start, "
+        f"{doc['load_average_at_end'][0]:.1f} at the end; the runs themselves load the cores). "
         f"Folder of {doc['files']} files ({doc['distinct_images']} distinct images of `{doc['data']}` repeated through "
         f"symbolic links); {doc['rounds']} rounds, local and Ray side by side in each, the order alternating. "
-        "Medians, (min–max) beside them: on shared cores, read the ratio more than the rates, and a Ray / local "
-        "ratio near or above 1 as a tie (Ray's several processes can take a larger part of cores that other jobs share than one process).", "",
+        "Medians, (min–max) beside them. On cores shared with other jobs, read the ratio more than the rates, and a "
+        "Ray / local ratio near or above 1 as a tie (Ray's several processes can take a larger part of shared cores "
+        "than one process).", "",
         "## Throughput: the engine's overhead", "",
         "images/s is the summary's (first to last answer; for Ray it includes the actors' start); wall is the whole "
         f"command (Ray's start included). Ray {doc['ray_version']} here: a local instance on this machine, the pool "
