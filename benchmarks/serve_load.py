@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from emotion.runtime.console import positive_float, positive_int
 from .hardware import hardware_report
 from .report import num, page, row_table
 from .suite import BenchError
-from .timing import latency_loop, percentiles_ms
+from .timing import cpu_seconds, latency_loop, percentiles_ms
 
 LEVELS = (1, 8, 64)
 
@@ -113,6 +114,12 @@ class ServerProcess:
         if self.url is None:
             self.stop()
             raise BenchError("the server did not start: " + " ".join(self.banner[-2:]))
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the server process has used so far."""
+        with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int | None:
         if self.process.poll() is None:
@@ -227,8 +234,13 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
             asyncio.run(run_level(url, name, 2, 4, files, protocol, 30))  # warm-up
             for clients in levels:
                 progress(f"{protocol}, {clients} clients x {args.count}")
-                results.append(asyncio.run(run_level(url, name, clients, args.count, files, protocol,
-                                                     args.max_seconds)))
+                server_cpu, client_cpu = server.cpu_seconds() if server else 0.0, cpu_seconds()
+                level = asyncio.run(run_level(url, name, clients, args.count, files, protocol, args.max_seconds))
+                per_request = 1000.0 / max(1, level["requests"])  # CPU seconds -> ms per request
+                level["cpu_ms_per_request"] = {  # where a small machine's cores go: serving or generating the load
+                    "server": (server.cpu_seconds() - server_cpu) * per_request if server else None,
+                    "load_generator": (cpu_seconds() - client_cpu) * per_request}
+                results.append(level)
     finally:
         status = server.stop() if server is not None else None
     model_info = (baseline or {}).get("model") or {"name": about["name"], "version": about["versions"][0],
@@ -256,9 +268,12 @@ def markdown(report: dict[str, Any]) -> str:
                      + (" (time limit)" if level["stopped_by_time_limit"] else ""),
                      ", ".join(f"{k}: {v}" for k, v in level["errors"].items()) or "0", num(rate),
                      *(num(lat[q], 2) for q in ("p50", "p90", "p99", "max")),
-                     f"{rate / base['predict_many']['images_per_second']:.0%}" if base and rate else ""])
+                     f"{rate / base['predict_many']['images_per_second']:.0%}" if base and rate else "",
+                     *(num(level["cpu_ms_per_request"][side], 2) for side in ("server", "load_generator"))])
     out.append(row_table(["protocol", "clients", "requests ok / sent", "errors", "req/s", "p50 ms", "p90 ms",
-                          "p99 ms", "max ms", "vs in-process"], rows))
+                          "p99 ms", "max ms", "vs in-process", "server CPU ms/req", "load generator CPU ms/req"], rows))
+    out += ["", "CPU ms/req: CPU seconds the server process and the load generator used during the level, per "
+            "request sent. When the load generator's share grows with the clients, a drop in req/s is its own."]
     return page(f"emotion-serve load test ({report['date']})", report, out)
 
 

@@ -257,6 +257,8 @@ def test_serve_load_smoke(bench_export, synth_data, tmp_path, capsys):
     for level in doc["levels"]:
         assert level["ok"] == level["planned"] == 2 * level["clients"] and not level["errors"], level
         assert level["requests_per_second"] > 0 and 0 < level["latency_ms"]["p50"] <= level["latency_ms"]["max"]
+        cpu = level["cpu_ms_per_request"]  # the server's in clock ticks (10 ms): a tiny level may read 0
+        assert cpu["server"] is not None and cpu["server"] >= 0 and cpu["load_generator"] > 0
     assert doc["in_process"]["predict_many"]["classified"] == 4 and doc["in_process"]["predict_latency_ms"]["p99"] > 0
     text = (tmp_path / "load.md").read_text()
     assert text.startswith("# emotion-serve load test") and "Command: `emotion-bench serve-load " in text
