@@ -265,6 +265,16 @@ def test_serve_load_smoke(bench_export, synth_data, tmp_path, capsys):
     assert "| kserve | 2 | 4 / 4 |" in text and "Hardware and software" in text
 
 
+def test_serve_load_counts_refused_requests_as_errors(bench_export, synth_data, capsys):
+    """Every request over the server's upload limit: each one is counted as an error, none as a success."""
+    code = cli.main(["serve-load", "--model", str(bench_export), "--images", str(synth_data), "--files", "2",
+                     "--clients", "2", "--count", "3", "--baseline-images", "2", "--protocol", "both", "--json", "-q",
+                     "--server-args", "--max-upload-mb 0.001"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and [level["errors"] for level in doc["levels"]] == [{"HTTP 413": 6}] * 2
+    assert all(level["ok"] == 0 and level["requests_per_second"] == 0 for level in doc["levels"])
+
+
 def test_model_api_smoke(bench_export, synth_data, tmp_path, capsys):
     pytest.importorskip("model_api")
     code = cli.main(["model-api", str(bench_export), str(synth_data), "--json", "-q", "--out", str(tmp_path / "m.md")])
