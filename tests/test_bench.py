@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -283,6 +284,13 @@ def test_model_api_smoke(bench_export, synth_data, tmp_path, capsys):
     (folder,) = doc["folders"]
     assert folder["photos"] == 80 and 0 <= folder["max_abs_dp"] < 1 and 0 <= folder["label_agreement"] <= 100
     assert "Command: `emotion-bench model-api " in (tmp_path / "m.md").read_text()
+
+
+def test_model_api_without_the_package_is_a_one_line_error(bench_export, synth_data, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "model_api.models", None)  # what an install without the dev extra gives
+    assert cli.main(["model-api", str(bench_export), str(synth_data), "-q"]) == 2
+    assert "model_api.models is missing: model-api needs OpenVINO Model API (pip install openvino-model-api" in (
+        capsys.readouterr().err)
 
 
 def test_subcommand_bad_input_exits_2(tmp_path, capsys):
