@@ -26,12 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
     """Both tools on every photo of each DATA folder; agreement and |dP| per folder."""
-    try:
-        import cv2
-        from model_api.models import Model
-    except ImportError as exc:
-        raise BenchError(f"{exc.name} is missing: model-api needs OpenVINO Model API "
-                         "(pip install openvino-model-api, in the dev extra)") from None
+    import cv2  # both from the dev extra; without it, guard's one-line error names it
+    from model_api.models import Model
 
     from emotion.runtime import EmotionClassifier, ModelLoadError, discover, resolve_model
 

@@ -19,6 +19,10 @@ if TYPE_CHECKING:  # argparse is imported by the commands, not by the runtime's 
     import argparse
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+# The extra of pyproject.toml that installs each optional library: a command missing one names the pip command.
+EXTRAS = {"tensorflow": "train", "keras": "train", "sklearn": "train", "matplotlib": "train", "tf2onnx": "export",
+          "onnx": "export", "onnxruntime": "export", "nncf": "export", "fastapi": "serve", "uvicorn": "serve",
+          "multipart": "serve", "ray": "ray", "pyarrow": "ray", "model_api": "dev", "cv2": "dev"}
 Main = Callable[..., int]  # a command's main: arguments in, exit status out
 
 
@@ -62,7 +66,8 @@ def guard(*expected: type[BaseException], prog: str | None = None) -> Callable[[
     """Run a command's ``main`` on the shared error path.
 
     ``expected`` are the exception types that mean bad input for this command, besides :class:`UsageError`, the
-    runtime's model and image errors, and missing or existing files; ``prog`` names it (default: the program file).
+    runtime's model and image errors, missing or existing files and an optional library that is not installed
+    (:data:`EXTRAS`); ``prog`` names the command (default: the program file).
     """
     from .metadata import ModelLoadError
     from .preprocess import ImageDecodeError
@@ -80,6 +85,13 @@ def guard(*expected: type[BaseException], prog: str | None = None) -> Callable[[
             except KeyboardInterrupt as exc:
                 print(f"{name}: interrupted; nothing half-written was left behind", file=sys.stderr)
                 return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+            except ModuleNotFoundError as exc:
+                library = (exc.name or "").split(".")[0]
+                if library not in EXTRAS:  # not an optional library: a bug, with its traceback
+                    raise
+                print(f"{name}: error: {library} is not installed: pip install 'emotion-edge[{EXTRAS[library]}]'",
+                      file=sys.stderr, flush=True)
+                return EXIT_USAGE
             except (UsageError, ModelLoadError, ImageDecodeError, FileExistsError, FileNotFoundError, *expected) as exc:
                 print(f"{name}: error: {one_line(exc)}", file=sys.stderr, flush=True)
                 return EXIT_USAGE

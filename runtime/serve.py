@@ -61,13 +61,9 @@ def listen(host: str, port: int) -> socket.socket:
 @guard(prog=PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        import uvicorn
+    import uvicorn  # a missing serve extra is guard's one-line error
 
-        from .server import create_app
-    except ImportError as exc:
-        raise UsageError(f"{exc.name} is missing: install the serve extra "
-                         "(pip install 'emotion-edge[serve]')") from None
+    from .server import create_app
     with load_classifier(args) as classifier:
         try:
             sock = listen(args.host, args.port)

@@ -195,6 +195,30 @@ def test_usage_errors_exit_2(capsys, photos, tiny_export, tmp_path):
     assert exc_info.value.code == 2
 
 
+def test_a_missing_optional_library_names_its_extra_and_a_missing_module_of_ours_is_a_bug(monkeypatch, capsys):
+    """Every command runs on guard: a library of an extra that is not installed is one line with the pip command
+    (the serve and bench tests show it through their commands); any other missing module keeps its traceback."""
+    from emotion.runtime.console import guard
+
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # how a module that is not installed looks to `import`
+
+    @guard(prog="emotion-x")
+    def needs_export() -> int:
+        import tf2onnx  # noqa: F401
+        return 0
+
+    assert needs_export() == 2
+    assert capsys.readouterr().err == "emotion-x: error: tf2onnx is not installed: pip install 'emotion-edge[export]'\n"
+
+    @guard(prog="emotion-x")
+    def broken() -> int:
+        import emotion.runtime.no_such_module  # noqa: F401
+        return 0
+
+    with pytest.raises(ModuleNotFoundError):
+        broken()
+
+
 def test_ctrl_c_leaves_no_partial_output(capsys, photos, tiny_export, tmp_path, monkeypatch):
     target = tmp_path / "results.csv"
     target.write_text("previous results\n")

@@ -517,7 +517,7 @@ def test_missing_serve_extra_is_a_one_line_error(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     assert main(["--model", "unused"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["emotion-serve: error: uvicorn is missing: install the serve extra (pip install 'emotion-edge[serve]')"]
+    assert err == ["emotion-serve: error: uvicorn is not installed: pip install 'emotion-edge[serve]'"]
 
 
 def test_runtime_imports_without_the_serve_extra():
