@@ -195,7 +195,8 @@ async def run_level(url: str, model_name: str, clients: int, count: int, files: 
     async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.open_connection(where.hostname, where.port or 80)
 
-    async def client(index: int, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> bool:
+    async def client(index: int, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+                     deadline: float) -> bool:
         for step in range(count):
             if time.perf_counter() > deadline:
                 return True  # stopped by the time limit
@@ -217,8 +218,8 @@ async def run_level(url: str, model_name: str, clients: int, count: int, files: 
 
     connections = await asyncio.gather(*(connect() for _ in range(clients)))
     start = time.perf_counter()
-    deadline = start + max_seconds
-    stopped = await asyncio.gather(*(client(i, connection) for i, connection in enumerate(connections)))
+    stopped = await asyncio.gather(*(client(i, connection, start + max_seconds)
+                                     for i, connection in enumerate(connections)))
     wall = time.perf_counter() - start
     return {"clients": clients, "protocol": protocol, "requests": len(latencies) + sum(errors.values()),
             "planned": clients * count, "ok": len(latencies), "errors": errors, "seconds": wall,
