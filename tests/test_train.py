@@ -138,6 +138,15 @@ def test_train_cli_bad_input(args, message, synth_data, tiny_run, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_train_cli_json_prints_the_metrics_alone_on_stdout(synth_data, tmp_path):
+    """Through the entry point, as a pipeline runs it: Keras' progress and the log go to stderr."""
+    out = tmp_path / "run"
+    result = _cli("cli", str(synth_data), "--out", str(out), "--arch", "edge", "--epochs", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads((out / "metrics.json").read_text())
+    assert "validation: " in result.stderr and "Epoch 1/2" in result.stderr
+
+
 def test_resolve_returns_a_new_config_and_leaves_the_original_as_given():
     from pathlib import Path
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
-from emotion.runtime.console import guard
+from emotion.runtime.console import guard, print_json
 
 from . import models
 from .data import DEFAULT_SEED, DataError, load_dataset, parse_image_size
@@ -47,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
                          "the reported validation figures stay those of the first fit (default on)")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--json", action="store_true",
+                   help="print the run's metrics (its metrics.json) on stdout; progress goes to stderr")
     return p
 
 
@@ -71,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     ).resolve()  # bad options fail here, before any data is read
     models.require_weights(args.arch)
     load_dataset(args.data)  # a bad data folder fails here, before TensorFlow loads
-    train(cfg, log=lambda msg: print(msg, file=sys.stderr if args.quiet else sys.stdout))
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():  # Keras' too
+        metrics = train(cfg, log=lambda msg: print(msg, file=sys.stderr if args.quiet else sys.stdout))
+    if args.json:
+        print_json(metrics)
     return 0
 
 
