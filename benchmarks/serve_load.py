@@ -32,6 +32,7 @@ from .suite import BenchError
 from .timing import cpu_seconds, latency_loop, percentiles_ms
 
 LEVELS = (1, 8, 64)
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -170,7 +171,8 @@ def _request(protocol: str, model_name: str, name: str, content: bytes) -> bytes
 
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
-    """Send one request on a keep-alive connection and read its whole response; its status code."""
+    """Send one request on a keep-alive connection and read its whole response (sized by its Content-Length, as
+    emotion-serve and OpenVINO Model Server send it); its status code."""
     writer.write(request)
     status, length = int((await reader.readline()).split()[1]), 0
     while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -192,28 +194,30 @@ async def run_level(url: str, model_name: str, clients: int, count: int, files: 
     latencies: list[float] = []
     errors: dict[str, int] = {}
 
-    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def connect() -> Connection:
         return await asyncio.open_connection(where.hostname, where.port or 80)
 
-    async def client(index: int, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                     deadline: float) -> bool:
+    async def client(index: int, connection: Connection | None, deadline: float) -> bool:
         for step in range(count):
             if time.perf_counter() > deadline:
                 return True  # stopped by the time limit
             start = time.perf_counter()
             try:
+                connection = connection or await connect()
                 request = requests[(index * count + step) % len(requests)]
                 status = await asyncio.wait_for(_exchange(*connection, request), 120)
                 kind = None if status == 200 else f"HTTP {status}"
             except (OSError, ValueError, IndexError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
-                kind = type(exc).__name__  # counted; the client goes on over a new connection
-                connection[1].close()
-                connection = await connect()
+                kind = type(exc).__name__  # counted; the next request opens a new connection
+                if connection:
+                    connection[1].close()
+                connection = None
             if kind:
                 errors[kind] = errors.get(kind, 0) + 1
             else:
                 latencies.append(time.perf_counter() - start)
-        connection[1].close()
+        if connection:
+            connection[1].close()
         return False
 
     connections = await asyncio.gather(*(connect() for _ in range(clients)))
@@ -276,8 +280,8 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
                                                    "input_size": about["inputs"][0]["shape"][1:3]}
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "model": model or url, "model_info": model_info,
             "server_banner": (server.banner[0].replace("emotion-serve: ", "") if server and server.banner else url),
-            "server_exit_status": status, "images": source, "client_library": "asyncio streams, HTTP/1.1 keep-alive", "in_process": baseline,
-            "levels": results, "hardware": hardware_report()}
+            "server_exit_status": status, "images": source, "in_process": baseline, "levels": results,
+            "client_library": "asyncio streams, HTTP/1.1 keep-alive", "hardware": hardware_report()}
 
 
 def markdown(report: dict[str, Any]) -> str:
