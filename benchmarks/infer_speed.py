@@ -224,7 +224,8 @@ def markdown(doc: dict[str, Any]) -> str:
           num(r["e2e"]["images_per_second"]), num(r["ceiling"]), num(r["folder_ratio"], 3),
           num(r["latency"]["p50"], 2), num(r["ba_latency"]["median_latency_ms"], 2), num(r["latency_ratio"], 3)]
          for i, r in enumerate(doc["rounds"], 1)])]
-    return page("Runtime speed targets (issue 4)", doc, out, doc["errors"] + doc["notes"])
+    return page("Runtime speed against its ceilings (emotion-bench infer-speed)", doc, out,
+                doc["errors"] + doc["notes"])
 
 
 def summary(doc: dict[str, Any]) -> str:

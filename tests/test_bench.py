@@ -289,7 +289,8 @@ def test_model_api_smoke(bench_export, synth_data, tmp_path, capsys):
 def test_model_api_without_the_package_is_a_one_line_error(bench_export, synth_data, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "model_api.models", None)  # what an install without the dev extra gives
     assert cli.main(["model-api", str(bench_export), str(synth_data), "-q"]) == 2
-    assert capsys.readouterr().err == "emotion-bench: error: model_api is not installed: pip install 'emotion-edge[dev]'\n"
+    error = capsys.readouterr().err
+    assert error == "emotion-bench: error: model_api is not installed: pip install 'emotion-edge[dev]'\n"
 
 
 def test_subcommand_bad_input_exits_2(tmp_path, capsys):
