@@ -144,8 +144,9 @@ def read_groups(dataset: Dataset) -> tuple[np.ndarray, str]:
 
 def grouped_split(y: np.ndarray, groups: np.ndarray, seed: int = DEFAULT_SEED,
                   fraction: float = DEFAULT_VALIDATION_FRACTION) -> tuple[np.ndarray, np.ndarray]:
-    """A grouped, stratified (train, validation) split of positions 0..len(y)-1 (about ``fraction`` validation);
-    the first candidate with both classes on both sides."""
+    """A grouped, stratified (train, validation) split of positions 0..len(y)-1 (about ``fraction`` validation):
+    the first candidate with both classes on both sides, or failing that the first candidate (callers that need
+    both classes check)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     n_groups = len(set(groups))
