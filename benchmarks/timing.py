@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import resource
 import shutil
 import subprocess
@@ -125,36 +124,23 @@ def benchmark_app_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "openvino.tools.benchmark.main"]
 
 
-# figure -> (key of the JSON statistics report, pattern of the printed output)
-_FIGURES = {
-    "median_latency_ms": ("latency (ms)", r"Median:\s+([0-9.]+)\s*ms"),
-    "average_latency_ms": ("avg latency", r"Average:\s+([0-9.]+)\s*ms"),
-    "min_latency_ms": ("min latency", r"Min:\s+([0-9.]+)\s*ms"),
-    "throughput": ("throughput", r"Throughput:\s+([0-9.]+)\s*FPS"),  # images/s (batch 1: FPS)
-    "iterations": ("total number of iterations", r"Count:\s+([0-9]+)\s*iterations"),
-    "compile_ms": ("compile model time (ms)", None),
-    "requests": ("number of parallel infer requests", None),
-}
+# figure -> its key in benchmark_app's JSON statistics report (-json_stats)
+_FIGURES = {"median_latency_ms": "latency (ms)", "average_latency_ms": "avg latency", "min_latency_ms": "min latency",
+            "throughput": "throughput", "iterations": "total number of iterations",  # throughput: images/s at batch 1
+            "compile_ms": "compile model time (ms)", "requests": "number of parallel infer requests"}
 
 
-def _number(text: Any) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def parse_benchmark_app(report: dict | None, printed: str) -> dict[str, Any]:
-    """The figures of one run, from its JSON statistics report when there is one, else from its output."""
+def parse_benchmark_app(report: dict | None) -> dict[str, Any]:
+    """The figures of one run from its JSON statistics report (None where the report lacks one)."""
     report = report if isinstance(report, dict) else {}
     found = {**report.get("configuration_setup", {}), **report.get("execution_results", {})}
     values = {}
-    for name, (key, pattern) in _FIGURES.items():
-        value = _number(found.get(key))
-        match = re.search(pattern, printed) if value is None and pattern else None
-        value = float(match.group(1)) if match else value
-        values[name] = int(value) if value is not None and name in ("iterations", "requests") else value
+    for name, key in _FIGURES.items():
+        try:
+            value = float(found.get(key))
+        except (TypeError, ValueError):
+            value = math.nan
+        values[name] = None if not math.isfinite(value) else int(value) if name in ("iterations", "requests") else value
     return values
 
 
@@ -162,7 +148,7 @@ def run_benchmark_app(model_xml: str | os.PathLike, shape: Sequence[int], hint: 
                       seconds: float, device: str = "CPU") -> dict[str, Any]:
     """One benchmark_app run on ``model_xml`` with ``-hint`` and ``-infer_precision``: its figures, the command
     (without the temporary report folder), the CPU seconds it took and ``error`` (None when it ran); never raises."""
-    result: dict[str, Any] = {"hint": hint, "precision": precision, **parse_benchmark_app(None, ""),
+    result: dict[str, Any] = {"hint": hint, "precision": precision, **parse_benchmark_app(None),
                               "command": [], "error": None}
     base = benchmark_app_command()
     options = ["-m", os.fspath(model_xml), "-d", device, "-hint", hint, "-infer_precision", precision,
@@ -186,7 +172,7 @@ def run_benchmark_app(model_xml: str | os.PathLike, shape: Sequence[int], hint: 
         lines = [line.strip() for line in printed.splitlines() if "rror" in line]
         return {**result, "error": f"benchmark_app exit status {done.returncode}: "
                 + (lines[-1] if lines else "no message")}
-    result.update(parse_benchmark_app(report, printed))
+    result.update(parse_benchmark_app(report))
     if result["median_latency_ms"] is None and result["throughput"] is None:
         result["error"] = "could not read benchmark_app's figures"
     return result

@@ -198,16 +198,17 @@ def test_cold_start_summary_keeps_failed_runs_as_errors():
     assert s["peak_rss_mb"]["median"] == 100.0 and s["cold_start_errors"] == ["exit status 1: boom"]
 
 
-def test_benchmark_app_parsing_json_and_text():
+def test_benchmark_app_parsing_its_json_report():
     report = {"configuration_setup": {"number of parallel infer requests": "2"},
               "execution_results": {"latency (ms)": "27.45", "avg latency": "28.33", "min latency": "5.21",
                                     "throughput": "64.21", "total number of iterations": "198",
                                     "compile model time (ms)": "323.16"}}
-    values = parse_benchmark_app(report, "")
+    values = parse_benchmark_app(report)
     assert values["median_latency_ms"] == 27.45 and values["throughput"] == 64.21 and values["requests"] == 2
-    printed = "[ INFO ] Count: 64 iterations\n[ INFO ]    Median:        39.78 ms\n[ INFO ] Throughput:   21.28 FPS"
-    values = parse_benchmark_app(None, printed)
-    assert values["median_latency_ms"] == 39.78 and values["throughput"] == 21.28 and values["iterations"] == 64
+    assert values["iterations"] == 198 and values["compile_ms"] == 323.16
+    missing = parse_benchmark_app({"execution_results": {"latency (ms)": "nan", "throughput": "?"}})
+    assert missing["median_latency_ms"] is None and missing["throughput"] is None and missing["requests"] is None
+    assert parse_benchmark_app(None) == dict.fromkeys(missing)
 
 
 def test_summarize_and_gate_rules():
