@@ -23,7 +23,7 @@ from emotion.export.formats import FORMATS, Format, exported_file, parse_formats
 from emotion.export.openvino_export import cpu_supports_bf16
 from emotion.export.parity import DEFAULT_LIMITS, Check, Limits, compare, judge, passed
 from emotion.runtime import ModelInfo, ModelLoadError, resolve_model
-from emotion.runtime.console import positive_float, positive_int
+from emotion.runtime.console import non_negative_float, positive_float, positive_int
 from emotion.train.data import DataError, Sample, load_dataset, load_images
 from emotion.train.model_io import ModelFileError, read_info
 from emotion.train.run_folder import RunFolder, locate
@@ -94,17 +94,6 @@ class Inputs:
     notes: list[str]
 
 
-def _limit(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN", help="training run folder (model.keras, split.csv, run.json), or a .keras file")
     parser.add_argument("--data", metavar="DATA", help="labelled image folder (DATA/Negative, DATA/Positive) the run's "
@@ -129,15 +118,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gate = parser.add_argument_group("parity gate (exit status 1 when a limit is broken)")
     gate.add_argument("--no-gate", action="store_true", help="report parity, never fail on it")
     fp32 = DEFAULT_LIMITS["fp32"]
-    gate.add_argument("--gate-fp32-auc", type=_limit, default=fp32.max_d_auc, metavar="X",
+    gate.add_argument("--gate-fp32-auc", type=non_negative_float, default=fp32.max_d_auc, metavar="X",
                       help="onnxruntime, openvino-fp32: max |dAUC| (default: %(default)g)")
-    gate.add_argument("--gate-fp32-agreement", type=_limit, default=fp32.min_agreement, metavar="PCT",
+    gate.add_argument("--gate-fp32-agreement", type=non_negative_float, default=fp32.min_agreement, metavar="PCT",
                       help="onnxruntime, openvino-fp32: min label agreement %% with Keras, ties at the threshold "
                       "excepted (default: %(default)g)")
-    gate.add_argument("--gate-fp32-max-dp", type=_limit, default=fp32.max_abs_dp, metavar="X",
+    gate.add_argument("--gate-fp32-max-dp", type=non_negative_float, default=fp32.max_abs_dp, metavar="X",
                       help="onnxruntime, openvino-fp32: max |P - P_keras| (default: %(default)g)")
     for name in ("bf16", "fp16", "int8"):
-        gate.add_argument(f"--gate-{name}-auc", type=_limit, default=DEFAULT_LIMITS[name].max_d_auc, metavar="X",
+        gate.add_argument(f"--gate-{name}-auc", type=non_negative_float, default=DEFAULT_LIMITS[name].max_d_auc,
+                          metavar="X",
                           help=f"openvino-{name}: max |dAUC| (default: %(default)g)")
 
 

@@ -126,13 +126,13 @@ def interrupts_deferred() -> Iterator[None]:
             signal.raise_signal(held[0])
 
 
-def _positive(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+def _positive(kind: Callable[[str], Any], what: str, zero: bool = False) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            value = 0
-        if not 0 < value < float("inf"):
+            value = -1
+        if not (value >= 0 if zero else value > 0) or value == float("inf"):
             import argparse  # the error path only: the library path of the runtime does not import argparse
 
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
@@ -141,8 +141,10 @@ def _positive(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
     return parse
 
 
-positive_int = _positive(int, "a positive integer")  # argparse types: a whole number >= 1, a finite number > 0
+# argparse types: a whole number >= 1, a finite number > 0, a finite number >= 0
+positive_int = _positive(int, "a positive integer")
 positive_float = _positive(float, "a positive number")
+non_negative_float = _positive(float, "a non-negative number", zero=True)
 
 
 def print_json(data: Any) -> None:

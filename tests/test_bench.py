@@ -172,6 +172,15 @@ def test_bad_input_exits_2(case, tiny_run, synth_data, tmp_path, capsys):
 
 
 # -- pieces ------------------------------------------------------------------------------------------------------
+def test_gate_limits_are_finite_non_negative_numbers(capsys):
+    parser = cli.parser_for(None)
+    assert parser.parse_args(["run", "--gate-int8-auc", "0"]).gate_int8_auc == 0.0
+    for bad in ("-0.1", "nan", "inf", "x"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["run", "--gate-int8-auc", bad])
+        assert f"expected a non-negative number, got {bad!r}" in capsys.readouterr().err
+
+
 def test_parse_formats():
     assert parse_formats(None) == list(FORMATS.values())
     assert [f.name for f in parse_formats(["openvino-int8,keras"])] == ["keras", "openvino-int8"]
