@@ -68,11 +68,17 @@ def _sample(items: list, size: int) -> list:
 
 
 def _load(samples: list, spec: PreprocessSpec, what: str, labelled: bool, progress: str | None) -> ImageSet:
-    """The decoded ``samples``, described as "<count> <what>"."""
+    """The decoded ``samples``, described as "<count decoded> <what>".
+
+    Raises:
+        ExportError: none of them decodes (a gate over no images would pass without checking anything).
+    """
     from emotion.train.data import load_images
 
     images, labels, rejected = load_images(samples, spec, progress=progress)
-    return ImageSet(images, labels if labelled else None, f"{len(samples)} {what}", len(rejected))
+    if len(images) == 0:
+        raise ExportError(f"none of the {len(samples)} {what} could be decoded")
+    return ImageSet(images, labels if labelled else None, f"{len(images)} {what}", len(rejected))
 
 
 def calibration_set(spec: PreprocessSpec, split=None, folder: str | os.PathLike | None = None, size: int = 300,
@@ -81,18 +87,22 @@ def calibration_set(spec: PreprocessSpec, split=None, folder: str | os.PathLike 
     from emotion.train.data import Sample
 
     if folder is not None:
-        samples = [Sample(p.absolute(), 0) for p in _sample(image_files(folder), size)]
-        what = f"images from {Path(folder).expanduser()}"
+        found = image_files(folder)
+        held_out = {Path(s.path).resolve() for s in split.validation} if split is not None else set()
+        files = [p for p in found if p.resolve() not in held_out]  # validation images measure INT8 afterwards
+        if not files:
+            raise ExportError(f"every image of --calibration {folder} is in the run's validation split, which "
+                              "measures the INT8 model: pass other images")
+        samples = [Sample(p.absolute(), 0) for p in _sample(files, size)]
+        left_out = f" ({len(found) - len(files)} validation-split images left out)" if len(files) < len(found) else ""
+        what = f"images from {Path(folder).expanduser()}{left_out}"
     elif split is not None and split.train:
         samples = _sample(list(split.train), size)
         what = f"of {len(split.train)} training-split images from {split.root}"
     else:
         raise ExportError("INT8 needs calibration images and there is no training split to take them from (a bare "
                           ".keras file, or the run's data folder is missing): pass --calibration DATA")
-    result = _load(samples, spec, what, False, "calibration images" if progress else None)
-    if len(result) == 0:
-        raise ExportError(f"none of the calibration images could be decoded ({result.description})")
-    return result
+    return _load(samples, spec, what, False, "calibration images" if progress else None)
 
 
 def verification_set(spec: PreprocessSpec, split=None, data: str | os.PathLike | None = None,

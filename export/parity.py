@@ -56,6 +56,7 @@ class Parity:
     accuracy: float | None = None
     balanced_accuracy: float | None = None
     d_auc: float | None = None
+    non_finite: int = 0  # outputs that are NaN or infinite: a broken model, whatever the other figures say
 
     @property
     def decided_agreement(self) -> float:
@@ -70,16 +71,18 @@ def compare(probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray
     from emotion.train.metrics import classification_metrics
 
     p, ref = np.asarray(probabilities, np.float64).reshape(-1), np.asarray(reference, np.float64).reshape(-1)
-    differs = (p >= threshold) != (ref >= threshold)
-    ties = int(np.sum(differs & (np.abs(ref - threshold) <= tolerance)))
+    finite = np.isfinite(p) & np.isfinite(ref)
+    differs = ~finite | ((p >= threshold) != (ref >= threshold))
+    ties = int(np.sum(differs & finite & (np.abs(ref - threshold) <= tolerance)))
     quality: dict[str, Any] = {}
-    if labels is not None and len(labels):
+    if labels is not None and len(labels) and finite.all():
         own, keras = (classification_metrics(labels, x, threshold) for x in (p, ref))
         quality = {k: _finite(own[k]) for k in ("roc_auc", "accuracy", "balanced_accuracy")}
         if quality["roc_auc"] is not None and _finite(keras["roc_auc"]) is not None:
             quality["d_auc"] = abs(quality["roc_auc"] - keras["roc_auc"])
-    return Parity(len(p), float(np.max(np.abs(p - ref), initial=0.0)),
-                  100.0 * float(np.mean(~differs)) if len(p) else 100.0, ties, **quality)
+    return Parity(len(p), float(np.max(np.abs(p - ref)[finite], initial=0.0)),
+                  100.0 * float(np.mean(~differs)) if len(p) else 100.0, ties, **quality,
+                  non_finite=int(np.sum(~finite)))
 
 
 def _finite(value: float) -> float | None:
@@ -117,7 +120,7 @@ def judge(name: str, parity_class: str, parity: Parity | None, limits: Mapping[s
         return Check(name, parity, None, Verdict.MEASURED, [error] if error else [])
     if parity is None:
         return Check(name, None, bound, Verdict.FAIL, [error or "no predictions"])
-    problems = []
+    problems = [f"{parity.non_finite} non-finite outputs"] if parity.non_finite else []
     if bound.max_abs_dp is not None and parity.max_abs_dp > bound.max_abs_dp:
         problems.append(f"max |dP| {parity.max_abs_dp:.3g} > {bound.max_abs_dp:g}")
     if bound.min_agreement is not None and parity.decided_agreement < bound.min_agreement:

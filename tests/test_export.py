@@ -168,6 +168,24 @@ def test_parity_gate_counts_a_flip_at_the_threshold_as_a_tie_not_a_disagreement(
     assert verdict.verdict is Verdict.FAIL and any("agreement" in p for p in verdict.problems)
     assert judge("openvino-int8", "int8", flipped, {}).verdict is Verdict.MEASURED
     assert judge("openvino-fp32", "fp32", None, DEFAULT_LIMITS, error="cannot load").verdict is Verdict.FAIL
+    broken = compare(np.array([np.nan, 0.9, np.inf]), reference, labels, THRESHOLD)  # NaN compares as "not above"
+    verdict = judge("openvino-fp32", "fp32", broken, DEFAULT_LIMITS)
+    assert broken.non_finite == 2 and verdict.verdict is Verdict.FAIL and "2 non-finite outputs" in verdict.problems
+    assert judge("openvino-int8", "int8", broken, DEFAULT_LIMITS).verdict is Verdict.FAIL
+
+
+def test_a_gate_over_no_decodable_image_is_refused(tiny_run, tmp_path):
+    from emotion.export.common import ExportError
+    from emotion.export.data import verification_set
+    from emotion.runtime.preprocess import PreprocessSpec
+    from emotion.train.run_folder import RunFolder
+
+    data = tmp_path / "data"
+    for label in ("Negative", "Positive"):
+        (data / label).mkdir(parents=True)
+        (data / label / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 20)  # a JPEG header, no image
+    with pytest.raises(ExportError, match="none of the 2 images from --data"):
+        verification_set(PreprocessSpec(32, 40), RunFolder(tiny_run).split(), data, progress=False)
 
 
 # -- file contents ------------------------------------------------------------------------------------------------
