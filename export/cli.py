@@ -8,6 +8,7 @@ import os
 import sys
 
 from emotion.runtime.console import guard
+from emotion.train.data import DataError
 
 from .common import DEFAULT_CALIBRATION_SIZE, DEFAULT_OPSET, PRECISIONS, ExportError
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@guard(ExportError, prog=PROG)
+@guard(ExportError, DataError, prog=PROG)  # DataError: an unreadable run.json
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # TensorFlow's C++ start-up chatter is noise for a CLI user; keep any level the user chose.

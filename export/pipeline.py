@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 
 from emotion.runtime.console import interrupts_deferred
 from emotion.runtime.locate import REPORT_NAME
-from emotion.train.atomic import atomic_directory, write_text
+from emotion.train.atomic import atomic_directory, check_output_folder, write_text
 from emotion.train.versions import library_versions
 
 from . import parity
@@ -87,9 +87,7 @@ def check_arguments(source: str | os.PathLike, out_dir: str | os.PathLike, preci
         raise ExportError(f"{out} already exists; choose another folder or pass --force to replace it")
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
-    for item in [model_path] + [Path(p).expanduser() for p in (calibration, data) if p is not None]:
-        if item.exists() and item.resolve().is_relative_to(out.resolve()):  # the model file stands for its run
-            raise ExportError(f"--out {out} contains {item}; replacing it would delete that: choose another folder")
+    check_output_folder(out, model_path, calibration, data, run and run.config().get("data_root"))
     if calibration is not None and "int8" in chosen:
         image_files(calibration)  # a folder without images is an error before any slow work
     if data is not None and not Path(data).expanduser().is_dir():
@@ -152,6 +150,10 @@ def export_model(source: str | os.PathLike, out_dir: str | os.PathLike, precisio
             with steps("openvino_int8", f"INT8 by NNCF post-training quantization{control}"):
                 quantized, report.quantization = quantize_int8(ov_model.clone(), cal, images, max_auc_drop)
                 save(quantized, "int8")
+            if max_auc_drop:
+                report.notes.append("accuracy control chose which layers stay in float on the verification images: "
+                                    "INT8's figures on them are optimistic; emotion-bench --data on other images "
+                                    "gives held-out ones")
         built = ("fp32",) + tuple(p for p in chosen if p != "fp32")
         with steps("verify", f"verifying on {len(images)} images through emotion.runtime"):
             report.verification = verify(build, src.model, info, images, built, parity.EXPORT_LIMITS,

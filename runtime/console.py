@@ -66,8 +66,9 @@ def guard(*expected: type[BaseException], prog: str | None = None) -> Callable[[
     """Run a command's ``main`` on the shared error path.
 
     ``expected`` are the exception types that mean bad input for this command, besides :class:`UsageError`, the
-    runtime's model and image errors, missing or existing files and an optional library that is not installed
-    (:data:`EXTRAS`); ``prog`` names the command (default: the program file).
+    runtime's model and image errors, file-system errors (a missing file, an existing folder, a read-only disk)
+    and an optional library that is not installed (:data:`EXTRAS`); ``prog`` names the command (default: the
+    program file).
     """
     from .metadata import ModelLoadError
     from .preprocess import ImageDecodeError
@@ -92,7 +93,7 @@ def guard(*expected: type[BaseException], prog: str | None = None) -> Callable[[
                 print(f"{name}: error: {library} is not installed: pip install 'emotion-edge[{EXTRAS[library]}]'",
                       file=sys.stderr, flush=True)
                 return EXIT_USAGE
-            except (UsageError, ModelLoadError, ImageDecodeError, FileExistsError, FileNotFoundError, *expected) as exc:
+            except (UsageError, ModelLoadError, ImageDecodeError, OSError, *expected) as exc:
                 print(f"{name}: error: {one_line(exc)}", file=sys.stderr, flush=True)
                 return EXIT_USAGE
             finally:

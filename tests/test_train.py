@@ -124,18 +124,38 @@ def test_evaluate_cli_on_run_and_on_folder(tiny_run, synth_data, tmp_path):
         (["{data}", "--out", "{out}", "--image-size", "400"], "HxW"),
         (["{data}", "--out", "{out}", "--arch", "nope"], "known: seed"),
         (["{data}", "--out", "{run}"], "already exists"),
+        (["{data}", "--out", "{data_parent}", "--force"], "contains"),  # replacing it would delete the data
+        (["{data}", "--out", "{out}", "--learning-rate", "-1"], "greater than 0"),
+        (["{data}", "--out", "{out}", "--seed", "-1"], "--seed"),
+        (["{data}", "--out", "{file}/out"], "is a file, not a folder"),  # any file-system error: one line
         (["{empty}", "--out", "{out}"], "no Negative/ or Positive/"),
     ],
 )
 def test_train_cli_bad_input(args, message, synth_data, tiny_run, tmp_path):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("a file, not a folder")
     fill = {"missing": tmp_path / "nope", "out": tmp_path / "out", "data": synth_data, "run": tiny_run,
-            "empty": tmp_path / "empty"}
+            "empty": tmp_path / "empty", "data_parent": synth_data.parent, "file": tmp_path / "file"}
     result = _cli("cli", *[a.format(**fill) for a in args])
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and (synth_data / "Positive").is_dir()
+
+
+def test_evaluate_cli_replaces_only_an_earlier_evaluation(tiny_run, synth_data, tmp_path):
+    """--out is replaced, so it must never be a folder of the user's: not the data, not the run, not any other."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    for out, message in [(synth_data, "contains"), (tiny_run, "contains"), (mine, "not an earlier evaluation")]:
+        result = _cli("evaluate_cli", str(tiny_run), str(synth_data), "--quiet", "--out", str(out))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert (mine / "keep.txt").is_file() and (synth_data / "Positive").is_dir() and (tiny_run / "run.json").is_file()
+    for _ in range(2):  # a new folder, then the evaluation it wrote, replaced
+        result = _cli("evaluate_cli", str(tiny_run), str(tiny_run), "--quiet", "--out", str(tmp_path / "ev"))
+        assert result.returncode == 0, result.stderr
 
 
 def test_train_cli_json_prints_the_metrics_alone_on_stdout(synth_data, tmp_path):

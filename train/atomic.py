@@ -22,6 +22,25 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         handle.write(data)
 
 
+def check_output_folder(out: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
+    """Refuse, before any slow work, an output folder that cannot be made or that is, or holds, one of a command's
+    inputs (replacing it would delete them). ``None`` and missing inputs are skipped.
+
+    Raises:
+        OSError: with the reason and the fix.
+    """
+    out = Path(out).expanduser().resolve()
+    for item in filter(None, inputs):
+        path = Path(item).expanduser()
+        if path.exists() and path.resolve().is_relative_to(out):
+            raise FileExistsError(f"--out {out} contains {item}; replacing it would delete that: choose another folder")
+    parent = next(folder for folder in out.parents if folder.exists())
+    if not parent.is_dir():
+        raise NotADirectoryError(f"--out {out} cannot be made: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out} cannot be made: {parent} is not writable")
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Build a folder in a temporary sibling and move it to ``path`` when the block succeeds.

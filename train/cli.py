@@ -9,7 +9,7 @@ from pathlib import Path
 
 from emotion.runtime.console import guard, print_json
 
-from . import models
+from . import atomic, models
 from .data import DEFAULT_SEED, DataError, load_dataset, parse_image_size
 
 
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise FileExistsError(f"run folder {out} already exists; choose another --out or pass --force")
+    atomic.check_output_folder(out, args.data)
     from .trainer import TrainConfig, train
 
     cfg = TrainConfig(

@@ -20,6 +20,7 @@ from .data import DEFAULT_SEED, DataError, csv_text, load_dataset, load_images
 from .model_io import ModelFileError, load_model, predict_proba, resolve_model_path
 from .run_folder import RunFolder
 
+EVALUATION_MARK = "predictions.csv"  # the file that tells an evaluation folder, which --out may replace
 USAGE = """emotion-evaluate [options] MODEL DATA
        emotion-evaluate --cv K [--archs ARCH ...] [--epochs N] [options] DATA"""
 
@@ -78,13 +79,28 @@ def _cv_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def samples_for(data: Path):
+def samples_for(data: Path, model: Path):
     """(samples, files left out, description) for a run folder's validation split or a labelled data folder."""
     run = RunFolder(data)
     if run.is_run():
-        return run.split().validation, [], f"validation split of {data}"
+        refit = run.config().get("refit") and model.resolve().is_relative_to(run.path.resolve())
+        return run.split().validation, [], f"validation split of {data}" + (
+            " (in-sample: the model was refit on these images)" if refit else "")
     dataset = load_dataset(data)
     return dataset.samples, dataset.rejected, f"all images of {dataset.root}"
+
+
+def check_out(out: Path, model: Path, data: Path) -> None:
+    """``--out`` is replaced: refuse it when it holds an input or is a folder that an evaluation did not write.
+
+    Raises:
+        FileExistsError: with the fix.
+    """
+    run = RunFolder(data)
+    atomic.check_output_folder(out, model, data, run.config().get("data_root") if run.is_run() else None)
+    if out.exists() and not (out / EVALUATION_MARK).is_file():
+        raise FileExistsError(f"--out {out} exists and is not an earlier evaluation (no {EVALUATION_MARK}); "
+                              "choose another folder")
 
 
 @guard(DataError, ModelFileError, ValueError)
@@ -104,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     from .trainer import write_evaluation_files
 
     resolve_model_path(model_path)
-    samples, rejected, description = samples_for(data)
+    out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent) / "evaluation"
+    check_out(out, model_path, data)
+    samples, rejected, description = samples_for(data, model_path)
     model, info = load_model(model_path)
     images, y_true, undecodable = load_images(samples, info.preprocess_spec, progress=None if args.quiet else "decode")
     rejected = list(rejected) + undecodable
@@ -115,12 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     m = metrics.classification_metrics(y_true, probability, threshold, info.labels)
     m.update(data=description, model=str(model_path),
              left_out=[{"path": str(p), "reason": r} for p, r in rejected])
-    out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent) / "evaluation"
     with atomic.atomic_directory(out, force=True) as tmp:
         atomic.write_text(tmp / "metrics.json", json.dumps(m, indent=2))
         write_evaluation_files(tmp, y_true, probability, m, info.labels)
         kept = [s for s in samples if s.path not in {path for path, _ in undecodable}]
-        atomic.write_text(tmp / "predictions.csv", csv_text(
+        atomic.write_text(tmp / EVALUATION_MARK, csv_text(
             [("path", "true_label", "predicted_label", "probability_positive")]
             + [(s.path, info.labels[int(y)], info.label_for(float(p)), f"{p:.6f}")
                for s, y, p in zip(kept, y_true, probability)]))

@@ -191,8 +191,8 @@ def build_edge(
       pooling), ``"both"`` concatenates the two.
     - **Centre** (``centre=True``, the default): the same statistics again on the centre half of the pooled image
       (a quarter of its area; ``Cropping2D``), where the subject of a curated photo usually sits. Beside the whole
-      picture it added 0.02-0.04 grouped-CV AUC on each of five fold seeds; grids, bands, a border ring and a
-      centre quarter did not (``edge-whole`` in the registry is this builder with ``centre=False``).
+      picture it raised grouped-CV AUC on every fold seed tried, where grids, bands and a border ring did not
+      (benchmarks/results/model_quality.md; ``edge-whole`` in the registry is this builder with ``centre=False``).
     - **Texture branch** (``texture=True``, off by default): a strided 3x3 convolution then depthwise-separable
       blocks (3x3 depthwise + 1x1 pointwise, BatchNorm + ReLU, stride 2) on RGB or on luma
       (``texture_input="luma"``), global average pooling instead of Flatten-Dense, dropout.
@@ -264,9 +264,9 @@ def build_edge(
 
 
 def build_edge_whole(input_size: tuple[int, int] = EDGE_INPUT_SIZE) -> "keras.Model":
-    """edge without the centre statistics (201 weights): the whole picture only. On oasis-dev it scores 0.03 lower
-    grouped-CV AUC than edge, but the centre prior assumes a centred subject, as in curated photo sets; on the
-    52 twitter-sample photos it was the other way round (benchmarks/results/model_quality.md)."""
+    """edge without the centre statistics: the whole picture only. It scores lower grouped-CV AUC than edge on
+    oasis-dev, but the centre prior assumes a centred subject, as in curated photo sets; on the twitter-sample
+    photos it was the other way round (benchmarks/results/model_quality.md)."""
     return build_edge(input_size, centre=False, name="edge_whole")
 
 

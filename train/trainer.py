@@ -77,6 +77,10 @@ class TrainConfig:
             cfg._check_transfer_options(arch.backbone)
         if cfg.epochs < 1 or cfg.batch_size < 1:
             raise ValueError("--epochs and --batch-size must be at least 1")
+        if not cfg.learning_rate > 0 or not (cfg.fine_tune_learning_rate or 1.0) > 0:
+            raise ValueError("--learning-rate and --fine-tune-learning-rate must be greater than 0")
+        if cfg.seed < 0 or not 0.0 < cfg.validation_fraction < 1.0:
+            raise ValueError("--seed must be 0 or more and --validation-fraction between 0 and 1")
         if cfg.early_stopping < 0 or cfg.early_stopping_start < 0:
             raise ValueError("--early-stopping patience and its warm-up must be 0 or more")
         if cfg.class_weight not in ("none", "balanced"):
@@ -262,6 +266,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
             "roc_auc": val_metrics["roc_auc"], "accuracy": val_metrics["accuracy"],
             "balanced_accuracy": val_metrics["balanced_accuracy"], "threshold": threshold,
             "majority_accuracy": val_metrics["majority_accuracy"], "n_validation": int(len(y_val)),
+            "threshold_chosen_on_validation": cfg.threshold == "balanced",  # then accuracy there is optimistic
         }
         info = ModelInfo(
             labels=split.labels, threshold=threshold, input_height=spec.height, input_width=spec.width,
@@ -286,6 +291,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
         write_evaluation_files(run, y_val, probability, val_metrics, split.labels, hist)
     log(f"wrote {cfg.out}: {MODEL_NAME}, {data_mod.MANIFEST_NAME}, {METRICS_JSON}, {HISTORY_JSON}, plots/")
     log(f"validation: {metrics_mod.summary_line(val_metrics)}")
+    if cfg.threshold == "balanced":
+        log(f"  (the threshold was chosen on these images, so accuracy is optimistic; at 0.5 it is "
+            f"{at_half['accuracy']:.3f}, balanced {at_half['balanced_accuracy']:.3f})")
     log(f"epoch time median {np.median(epoch_seconds):.1f} s ({timing['train_images_per_second_median']} training images/s)")
     return full
 

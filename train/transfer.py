@@ -16,8 +16,7 @@ runs what is trained. On two CPU cores this turns minutes an epoch into seconds.
 3. **Refit** (``refit``): both stages again, from the start, on training and validation images together, for
    the epochs chosen in 1 and 2 (see :func:`fit_transfer`).
 
-The result is the registry's ordinary Keras model, image to probability, whose layers were trained in place (the
-layers frozen while training, batch norms among them, stay marked ``trainable=False`` in the saved model).
+The result is the registry's ordinary Keras model, image to probability, whose layers were trained in place.
 """
 
 from __future__ import annotations
