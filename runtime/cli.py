@@ -94,10 +94,9 @@ def report(predictions: Iterable[Prediction], model: dict[str, Any], args: argpa
                 ParquetWriter(handle) if kind == ".parquet" else Writer(handle.write, kind, model)]
             if args.json:
                 utf8 = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8"
-                writers.append(Writer(sys.stdout.write, ".json", model, ascii_only=not utf8))
+                writers.append(Writer(lambda text: _stdout(text, args), ".json", model, ascii_only=not utf8))
             return _report(predictions, model, args, writers)
-    except BrokenPipeError:  # `emotion-infer photos/ | head`: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # `emotion-infer photos/ | head` without --output: stop quietly
         return EXIT_PARTIAL
     except OSError as exc:  # the output cannot be written (rights, disk full, ...)
         raise UsageError(f"cannot write {args.output or 'the results'}: {exc.strerror or exc}") from None
@@ -109,7 +108,10 @@ def _report(predictions: Iterable[Prediction], model: dict[str, Any], args: argp
                disable=not sys.stderr.isatty())
 
     def say(stream: IO, text: str) -> None:  # on a terminal, through tqdm: the progress bar stays whole
-        tqdm.write(text, file=stream) if not bar.disable and stream.isatty() else print(text, file=stream)
+        if not bar.disable and stream.isatty():
+            tqdm.write(text, file=stream)
+        else:
+            _stdout(text + "\n", args) if stream is sys.stdout else print(text, file=stream)
 
     if not args.quiet:
         say(sys.stderr, f"emotion-infer: {model_line(model)}" + (" on Ray ({address}: {nodes} nodes, {cpus:g} CPUs, "
@@ -142,6 +144,17 @@ def _report(predictions: Iterable[Prediction], model: dict[str, Any], args: argp
     if classified + errors == 0:
         say(sys.stderr, f"emotion-infer: warning: no image files found in {', '.join(map(display_path, args.paths))}")
     return EXIT_PARTIAL if errors else EXIT_OK
+
+
+def _stdout(text: str, args: argparse.Namespace) -> None:
+    """Write to stdout. When its reader goes away (``| head``), the rest goes to /dev/null: with ``--output`` the
+    run goes on, since the file is the result; without, the BrokenPipeError stops it."""
+    try:
+        sys.stdout.write(text)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if not args.output:
+            raise
 
 
 class Writer:

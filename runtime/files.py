@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-# Magic numbers of the formats Pillow decodes that people keep photos in: JPEG, PNG, GIF, BMP, TIFF, WebP, JP2, PNM.
-SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF",
-              b"\x00\x00\x00\x0cjP  ", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
+# Magic numbers of the formats Pillow decodes that people keep photos in: JPEG, PNG, GIF, TIFF, JP2; BMP, WebP
+# and PNM have short or shared ones, checked further by :func:`looks_like_image`.
+SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*",
+              b"\x00\x00\x00\x0cjP  ")
+BMP_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)  # the DIB headers that follow a BMP's "BM" and file header
 IMAGE_EXTENSIONS = set(".jpg .jpeg .jpe .png .gif .bmp .tif .tiff .webp .jp2 .ppm .pgm .pbm".split())
 
 
@@ -34,14 +36,25 @@ def sniff(path: Path) -> str | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return "not a regular file (a FIFO, socket or device)"
-        head = os.read(fd, 16)
+        head = os.read(fd, 32)
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
     finally:
         os.close(fd)
     if not head:
         return "empty file (0 bytes)"
-    return None if head.startswith(SIGNATURES) else "not an image (content is not a known image format)"
+    return None if looks_like_image(head) else "not an image (content is not a known image format)"
+
+
+def looks_like_image(head: bytes) -> bool:
+    """Whether a file's first bytes are those of an image format (a WAV is RIFF too, a text may start "BM")."""
+    if head.startswith(b"RIFF"):
+        return head[8:12] == b"WEBP"
+    if head.startswith(b"BM"):
+        return int.from_bytes(head[14:18], "little") in BMP_HEADER_SIZES
+    if head[:1] == b"P" and head[1:2] in (b"1", b"2", b"3", b"4", b"5", b"6"):
+        return head[2:3].isspace()
+    return head.startswith(SIGNATURES)
 
 
 def walk(root: Path, recursive: bool = True) -> Iterator[Candidate]:

@@ -61,12 +61,19 @@ def _labels(text: str) -> tuple[str, str]:
     return labels  # type: ignore[return-value]
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:  # NaN too: every image would be labelled the first label
+        raise ValueError(f"expected a probability from 0 to 1, got {text!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Everything a runtime needs to feed a model and read its answer."""
 
     labels: tuple[str, str] = _param("labels", DEFAULT_LABELS, parse=_labels, dump=" ".join, required=True)
-    threshold: float = _param("decision_threshold", 0.5, parse=float, dump=lambda v: repr(float(v)))
+    threshold: float = _param("decision_threshold", 0.5, parse=_probability, dump=lambda v: repr(float(v)))
     input_height: int = _param("orig_height", DEFAULT_INPUT_SIZE[0], parse=int, required=True)
     input_width: int = _param("orig_width", DEFAULT_INPUT_SIZE[1], parse=int, required=True)
     resize_filter: str = _param("resize_filter", DEFAULT_RESIZE_FILTER)
@@ -115,4 +122,9 @@ class ModelInfo:
                 parsed[f.name] = f.metadata["parse"](values[key])
             except ValueError as exc:
                 raise ModelLoadError(f"the model's metadata {key!r} is malformed: {exc}") from None
-        return cls(**parsed)
+        info = cls(**parsed)
+        try:
+            info.preprocess_spec  # input size and resize filter, checked together
+        except ValueError as exc:
+            raise ModelLoadError(f"the model's metadata is malformed: {exc}") from None
+        return info

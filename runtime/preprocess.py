@@ -66,7 +66,9 @@ def open_image(source: ImageSource, spec: PreprocessSpec = PreprocessSpec()) -> 
         return Image.fromarray(_rgb_array(source), "RGB")
     image = source if isinstance(source, Image.Image) else _open(source)
     _check_pixels(image.width, image.height)
-    if image.format == "JPEG" and not _rotates(image):  # a rotated image's draft would be cut on the wrong side
+    # Reduced-scale decoding for files opened here (a caller's own image is left as it is); a rotated image's
+    # draft would be cut on the wrong side.
+    if image is not source and image.format == "JPEG" and not _rotates(image):
         image.draft("RGB", (spec.width * 2, spec.height * 2))
     return image
 
@@ -144,6 +146,8 @@ def _open(source: ImageSource) -> Image.Image:
     except OSError as exc:  # Pillow's UnidentifiedImageError, missing files, symlink loops (ELOOP), ...
         reason = next((text for kind, text in OPEN_ERRORS.items() if isinstance(exc, kind)), None)
         raise ImageDecodeError(reason or f"cannot read: {exc.strerror or exc}") from None
+    except (SyntaxError, ValueError, TypeError, EOFError, IndexError, struct.error) as exc:  # a malformed header
+        raise ImageDecodeError(f"not a readable image: {exc}") from None
 
 
 def _check_pixels(width: int, height: int) -> None:

@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 stopped normally (Ctrl-C, SIGTERM), 2 usage, model or address error.")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1, this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0: any free port)")
+    parser.add_argument("--port", type=port, default=8000, help="TCP port (default: 8000; 0: any free port)")
     parser.add_argument("--max-upload-mb", type=positive_float, default=20.0, metavar="MB",
                         help="largest request body, in MiB; larger ones get 413 (default: 20)")
     parser.add_argument("--read-timeout", type=positive_float, default=30.0, metavar="S",
@@ -46,15 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def port(text: str) -> int:
+    """argparse type: a TCP port number, 0 to 65535 (the C library would wrap larger ones silently)."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return number
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket. Made with ``IPPROTO_TCP`` because asyncio sets ``TCP_NODELAY`` only on such
-    connections; without it, Nagle's algorithm and delayed ACKs add 40 ms to every keep-alive response."""
+    connections; without it, Nagle's algorithm and delayed ACKs hold back every keep-alive response."""
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                          flags=socket.AI_PASSIVE)[0]
     sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 

@@ -63,36 +63,52 @@ class Server:
         # Headers only, here: decoding is the workers' job, and what it will cost decides admission.
         opened = [(source, None) if isinstance(source, np.ndarray) else
                   attempt(lambda s: open_image(s, self.classifier.spec), source) for source in sources]
-        pixels = sum(x.shape[0] * x.shape[1] if isinstance(x, np.ndarray) else x.width * x.height
-                     for x, error in opened if error is None)
-        if pixels > (limit := options.max_request_megapixels) * 1e6:
+        pixels = sum(_pixels(image) for image, error in opened if error is None)
+        if pixels > (limit := min(options.max_request_megapixels, options.max_megapixels)) * 1e6:
             raise HTTPException(413, f"the images hold {pixels / 1e6:.1f} Mpx; this server takes at most {limit:g} Mpx "
-                                     "in one request (--max-request-megapixels)")
-        if not self.ready or self.pixels + pixels > max(options.max_megapixels, limit) * 1e6:
+                                     "in one request (--max-request-megapixels, --max-megapixels)")
+        if not self.ready or self.pixels + pixels > options.max_megapixels * 1e6:
             raise self.unavailable()
-        self.pixels += pixels
+        work = [self._start(image) if error is None else error for image, error in opened]
         try:
-            answers = asyncio.gather(*(self._infer(*item) for item in opened))
-            return await asyncio.wait_for(answers, options.timeout)
+            return await asyncio.wait_for(asyncio.gather(*(self._answer(item) for item in work)), options.timeout)
         except asyncio.TimeoutError:
             raise HTTPException(504, f"no answer within {options.timeout:g} s (--timeout); the request was "
                                      "cancelled") from None
-        finally:
-            self.pixels -= pixels
 
-    async def _infer(self, image: Any, error: str | None) -> Prediction:
-        if error is None:
-            try:
-                return await asyncio.wrap_future(self.classifier.submit(image))
-            except (RuntimeError, ImageDecodeError) as exc:
-                if not self.ready:  # the model was closed under this request
-                    raise self.unavailable() from None
-                error = one_line(exc)
-        return Prediction(None, None, None, error)
+    def _start(self, image: Any) -> asyncio.Future:
+        """Hand ``image`` to the workers. Its pixels count as admitted until they are done with it, not until the
+        request is answered: a worker cannot be stopped when a request times out."""
+        size, loop = _pixels(image), asyncio.get_running_loop()
+        self.pixels += size
+        future = self.classifier.submit(image)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release, size))
+        return asyncio.wrap_future(future)
+
+    def _release(self, size: int) -> None:
+        self.pixels -= size
+
+    async def _answer(self, work: asyncio.Future | str) -> Prediction:
+        """The prediction of started ``work``; a bad image's (or an unreadable header's) comes with its ``error``."""
+        if isinstance(work, str):
+            return Prediction(None, None, None, work)
+        try:
+            return await work
+        except ImageDecodeError as exc:
+            return Prediction(None, None, None, one_line(exc))
+        except RuntimeError as exc:  # the model failed on a good image: the server's fault, not the client's
+            if not self.ready:  # the model was closed under this request
+                raise self.unavailable() from None
+            raise HTTPException(500, one_line(exc)) from None
 
     def unavailable(self) -> HTTPException:
         return HTTPException(503, "server busy; retry shortly" if self.ready else "the server is shutting down",
                              headers={"Retry-After": "1"})
+
+
+def _pixels(image: Any) -> int:
+    """The pixels decoding ``image`` (an opened file or an array) will produce."""
+    return image.shape[0] * image.shape[1] if isinstance(image, np.ndarray) else image.width * image.height
 
 
 def _server(request: Request) -> Server:

@@ -99,6 +99,11 @@ def make_corpus(folder: Path) -> tuple[list[CorpusFile], list[Path]]:
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
     add("animated.gif", buffer.getvalue(), True, "animated GIF (first frame)")
     add("rotated.jpg", exif_rotated_jpeg()[0], True, "EXIF orientation 6")
+    for kind in ("BMP", "PPM", "WEBP"):  # formats whose signatures are short or shared with other files
+        buffer = io.BytesIO()
+        rgb.save(buffer, kind)
+        add(f"ok.{kind.lower()}", buffer.getvalue(), True, f"a {kind} file")
+    add("bad_header.pgm", b"P2 is the second phase\n", False, "PNM signature, malformed header")
     add("huge.png", huge_png_header(), False, "header claims 100000x100000")
     # Names that are not valid UTF-8 (the file system stores bytes).
     odd = os.path.join(os.fsencode(folder), NON_UTF8_NAME)
@@ -116,6 +121,8 @@ def make_corpus(folder: Path) -> tuple[list[CorpusFile], list[Path]]:
     if os.geteuid() != 0:  # root reads a chmod 000 file anyway
         locked = add("unreadable.jpg", jpeg_bytes(rgb), False, "chmod 000")
         locked.chmod(0)
-    skipped = [folder / "notes.txt"]
+    skipped = [folder / "notes.txt", folder / "trip.txt", folder / "memo.wav"]
     skipped[0].write_text("a folder's notes are not images and are not errors\n")
+    skipped[1].write_text("BMW trip, day one: notes on what we saw\n")  # starts like a BMP ("BM")
+    skipped[2].write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(28))  # RIFF, as WebP is
     return files, skipped

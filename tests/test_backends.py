@@ -89,6 +89,8 @@ def bad_models(tmp_path_factory):
         "nchw_input": save_ir(root / "nchw_input", layout="NCHW"),
         "other_name": save_ir(root / "other_name", input_name="input_1"),
         "size_mismatch": save_ir(root / "size_mismatch", metadata=tiny_info(input_height=64).to_strings()),
+        "bad_filter": save_ir(root / "bad_filter", metadata=tiny_info(resize_filter="hamming").to_strings()),
+        "nan_threshold": save_ir(root / "nan_threshold", metadata=tiny_info(threshold=float("nan")).to_strings()),
         "onnx_no_metadata": save_onnx(root / "plain.onnx", metadata=None),
     }
     for name, content in (("corrupt", b"this is not XML at all"), ("truncated", models["no_metadata"].read_bytes()[:300])):
@@ -110,6 +112,8 @@ def bad_models(tmp_path_factory):
     ("nchw_input", None, "is uint8 [?, 3, 32, 40]; expected uint8 NHWC"),
     ("other_name", None, "'input_1' is uint8"),
     ("size_mismatch", None, "metadata says 64x40"),
+    ("bad_filter", None, "unknown resize filter 'hamming'"),
+    ("nan_threshold", None, "expected a probability from 0 to 1"),
     ("corrupt", None, "not an OpenVINO IR"),
     ("truncated", None, "cannot read the model"),
     ("no_bin", None, "weights file model.bin is missing"),

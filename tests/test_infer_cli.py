@@ -305,6 +305,19 @@ def test_a_signal_mid_run_exits_cleanly_and_leaves_no_partial_output(many_photos
         assert list(tmp_path.iterdir()) == []  # no output, no temporary file
 
 
+def test_a_reader_that_stops_early_loses_the_table_but_not_the_output_file(many_photos, tiny_export, tmp_path):
+    """``emotion-infer photos/ --output out.csv | head -1``: the file is the result and is written whole."""
+    target = tmp_path / "out.csv"
+    process = subprocess.Popen([sys.executable, "-m", "emotion.runtime.cli", many_photos, "--model", tiny_export,
+                                "--output", target], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "EMOTION_CACHE_DIR": ""})
+    assert process.stdout.readline().split() == [b"label", b"probability", b"path"]
+    process.stdout.close()  # as head does; 5,000 lines of table do not fit the pipe
+    err = process.communicate(timeout=120)[1].decode()
+    assert process.returncode == 0, err
+    assert len(target.read_text().splitlines()) == 5001
+
+
 def test_leaving_a_stream_early_and_exiting_does_not_abort(many_photos, tiny_export):
     script = (
         "import sys\nfrom emotion.runtime import EmotionClassifier, discover\n"

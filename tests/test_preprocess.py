@@ -131,6 +131,7 @@ def _png_header_only(width: int, height: int) -> bytes:
     [
         (b"", "empty"),
         (b"hello, I am text", "not an image"),
+        (b"P2 is the second phase", "not a readable image"),  # Pillow's PNM reader raises ValueError
         (_png_header_only(100_000, 100_000), "refused before decoding"),
     ],
 )
@@ -170,3 +171,12 @@ def test_twitter_photos_all_decode(twitter_dir):
     assert len(arrays) == 52 and all(a.shape == (40, 50, 3) for a in arrays)
     rgba_png = [p for p in files if p.read_bytes()[:4] == b"\x89PNG" and Image.open(p).mode == "RGBA"]
     assert rgba_png, "the sample holds an RGBA PNG named .jpg"
+
+
+def test_a_callers_pil_image_is_left_as_it_was(tmp_path):
+    """Reduced-scale JPEG decoding applies to files opened here, never to an image the caller opened."""
+    path = tmp_path / "big.jpg"
+    _gradient(1600, 1200).save(path, "JPEG")
+    with Image.open(path) as image:
+        decode(image, SPEC)
+        assert image.size == (1600, 1200)

@@ -418,12 +418,13 @@ class _SlowClassifier:
 
 
 def test_saturation_gets_503_and_slow_requests_504(model_dir):
-    """Admission counts the pixels the server is working on: 2 images' worth here, 6 clients at once."""
+    """Admission counts the pixels the server is working on: 2 images' worth here (under the default per-request
+    limit, which must not raise it), 6 clients at once."""
     data = _jpeg(1)  # 120x90: what it costs to decode
     inner = EmotionClassifier.load(model_dir, cache_dir=None, workers=6)
     slow = _SlowClassifier(inner, delay=1.5)
-    two_images = str(2 * 120 * 90 / 1e6)  # megapixels
-    settings = _options("--timeout", "5", "--max-batch", "4", "--max-megapixels", two_images, "--max-request-megapixels", two_images)
+    one_image, two_images = str(120 * 90 / 1e6), str(2 * 120 * 90 / 1e6)  # megapixels
+    settings = _options("--timeout", "5", "--max-batch", "4", "--max-megapixels", two_images)
     with BackgroundServer(create_app(slow, settings)) as running:
         barrier = threading.Barrier(6)
 
@@ -445,13 +446,31 @@ def test_saturation_gets_503_and_slow_requests_504(model_dir):
 
     inner = EmotionClassifier.load(model_dir, cache_dir=None)
     slow = _SlowClassifier(inner, delay=2.0)
-    settings = _options("--timeout", "0.5", "--max-batch", "4")
-    # A request slower than --timeout: 504 (its queued inference dropped); the server goes on.
+    settings = _options("--timeout", "0.5", "--max-batch", "4", "--max-megapixels", one_image)
+    # A request slower than --timeout: 504. Its image stays on a worker, so its pixels stay admitted until the
+    # worker is done with it (503 meanwhile); then the server goes on.
     with BackgroundServer(create_app(slow, settings)) as running, httpx.Client(base_url=running.url, timeout=30) as http:
         response = http.post("/predict", files={"data": ("a.jpg", data)})
         assert response.status_code == 504 and "--timeout" in response.json()["error"]
+        assert http.post("/predict", files={"data": ("a.jpg", data)}).status_code == 503
         slow.delay = 0.0
+        time.sleep(2.5)
         assert http.post("/predict", files={"data": ("a.jpg", data)}).status_code == 200
+
+
+class _FailingClassifier(_SlowClassifier):
+    def submit(self, image) -> Future:
+        future: Future = Future()
+        future.set_exception(RuntimeError("inference failed: the device went away"))
+        return future
+
+
+def test_a_model_failing_on_a_good_image_is_500_not_the_clients_400(model_dir):
+    failing = _FailingClassifier(EmotionClassifier.load(model_dir, cache_dir=None), delay=0.0)
+    with BackgroundServer(create_app(failing, _options())) as running, httpx.Client(base_url=running.url) as http:
+        response = http.post("/predict", files={"data": ("a.jpg", _jpeg(1))})
+        assert response.status_code == 500 and "the device went away" in response.json()["error"]
+        assert http.get("/v2/health/ready").status_code == 200
 
 
 # -- the command ----------------------------------------------------------------------------------------------------
@@ -463,6 +482,10 @@ def test_cli_startup_errors_are_one_line_with_status_2(tmp_path, model_dir):
     result = subprocess.run(_serve_command("--model", str(tmp_path / "missing")), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"emotion-serve: error: model {tmp_path / 'missing'} does not exist"]
+
+    result = subprocess.run(_serve_command("--model", str(model_dir), "--port", "70000"), capture_output=True, text=True,
+                            timeout=60)  # the C library would wrap it to 4464
+    assert result.returncode == 2 and "from 0 to 65535" in result.stderr
 
     with socket.create_server(("127.0.0.1", 0)) as taken:  # a port already in use
         port = str(taken.getsockname()[1])
