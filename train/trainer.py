@@ -194,12 +194,7 @@ def fit(cfg: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
 
     keras.utils.set_random_seed(cfg.seed)
     model = models.build(cfg.arch, tuple(cfg.image_size))
-    steps = int(np.ceil(len(x_train) / cfg.batch_size))
-    model.compile(
-        optimizer=optimizer(cfg.learning_rate, cfg.lr_schedule, cfg.epochs * steps),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
-    )
+    compile_binary(model, cfg.learning_rate, cfg, cfg.epochs, len(x_train))
     train_ds, val_ds = _datasets(x_train, y_train, x_val, y_val, cfg)
     timer = epoch_timer()
     history = model.fit(
@@ -209,12 +204,33 @@ def fit(cfg: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
         class_weight=class_weight(y_train, cfg.class_weight),
         callbacks=[timer, *early_stopping(cfg, cfg.epochs)],
         shuffle=False,  # tf.data shuffles already
-        verbose=(1 if sys.stderr.isatty() else 2) if cfg.verbose else 0,
+        verbose=keras_verbosity(cfg),
     )
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     probability = predict_proba(model, x_val, cfg.batch_size)
-    threshold = metrics_mod.best_threshold(y_val, probability) if cfg.threshold == "balanced" else 0.5
+    threshold = decision_threshold(cfg, y_val, probability)
     return Fitted(model, hist, probability, threshold, list(timer.seconds), kept_epoch(hist.get("val_auc", []), cfg))
+
+
+def compile_binary(model, learning_rate: float, cfg: TrainConfig, epochs: int, samples: int) -> None:
+    """Compile ``model`` as every architecture trains: binary cross-entropy, accuracy and AUC (early stopping
+    watches ``val_auc``), Adam on ``cfg``'s schedule over ``epochs`` of ``samples`` images."""
+    import keras
+
+    steps = int(np.ceil(samples / cfg.batch_size))
+    model.compile(optimizer=optimizer(learning_rate, cfg.lr_schedule, epochs * steps),
+                  loss=keras.losses.BinaryCrossentropy(),
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+
+
+def keras_verbosity(cfg: TrainConfig) -> int:
+    """Keras' ``verbose``: a progress bar on a terminal, a line per epoch in a log, nothing when quiet."""
+    return (1 if sys.stderr.isatty() else 2) if cfg.verbose else 0
+
+
+def decision_threshold(cfg: TrainConfig, y_val: np.ndarray, probability: np.ndarray) -> float:
+    """0.5, or with ``--threshold balanced`` the one that maximises balanced accuracy on the validation images."""
+    return metrics_mod.best_threshold(y_val, probability) if cfg.threshold == "balanced" else 0.5
 
 
 def kept_epoch(val_auc: list[float], cfg: TrainConfig) -> int:

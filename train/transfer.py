@@ -21,13 +21,11 @@ The result is the registry's ordinary Keras model, image to probability, whose l
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import metrics as metrics_mod
 from . import models
 from .efficientnet_lite import FEATURES_LAYER, NORMALIZATION_LAYER, fine_tune_inputs
 
@@ -61,18 +59,13 @@ def _fit(model: "keras.Model", x, y: np.ndarray, validation: tuple | None, epoch
          cfg: "TrainConfig", callbacks: list) -> dict[str, list[float]]:
     """Compile ``model`` with binary cross-entropy, accuracy and AUC, fit it on cached inputs with the recipe's
     batch size, class weights and schedule; the history as plain floats."""
-    import keras
+    from .trainer import class_weight, compile_binary, keras_verbosity
 
-    from .trainer import class_weight, optimizer
-
-    steps = int(np.ceil(len(y) / cfg.batch_size))
-    model.compile(optimizer=optimizer(learning_rate, cfg.lr_schedule, epochs * steps),
-                  loss=keras.losses.BinaryCrossentropy(),
-                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+    compile_binary(model, learning_rate, cfg, epochs, len(y))
     history = model.fit(x, y.astype(np.float32), epochs=epochs, batch_size=cfg.batch_size,
                         validation_data=validation and (validation[0], validation[1].astype(np.float32)),
                         class_weight=class_weight(y, cfg.class_weight), shuffle=True, callbacks=callbacks,
-                        verbose=(1 if sys.stderr.isatty() else 2) if cfg.verbose else 0)
+                        verbose=keras_verbosity(cfg))
     return {key: [float(v) for v in values] for key, values in history.history.items()}
 
 
@@ -139,14 +132,14 @@ def fit_transfer(cfg: "TrainConfig", x_train: np.ndarray, y_train: np.ndarray, x
     those of the first fit, so the figures a run reports are on held-out images; the returned model is the refit
     one, which has seen the validation images.
     """
-    from .trainer import Fitted, epoch_timer, kept_epoch
+    from .trainer import Fitted, decision_threshold, epoch_timer, kept_epoch
 
     timer = epoch_timer()
     model, history, probability = _train(cfg, x_train, y_train, x_val, y_val, timer)
     best_epoch = cfg.epochs - 1
     if cfg.fine_tune:
         best_epoch = cfg.epochs + kept_epoch(history["val_auc"][cfg.epochs:], cfg)
-    threshold = metrics_mod.best_threshold(y_val, probability) if cfg.threshold == "balanced" else 0.5
+    threshold = decision_threshold(cfg, y_val, probability)
     if cfg.refit:
         chosen = replace(cfg, fine_tune_epochs=best_epoch + 1 - cfg.epochs)
         model, _, _ = _train(chosen, np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]), None,
