@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import IO, Iterator
 
 
-def umask() -> int:
-    """The process's file-creation mask (read without changing it for long)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def sibling(path: Path, suffix: str) -> Path:
+    """A hidden, unused name beside ``path`` for its temporary copy (``.NAME.RANDOM.SUFFIX``)."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}{suffix}")
 
 
 @contextlib.contextmanager
@@ -21,8 +19,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the file the permissions open() would
+    tmp = sibling(path, ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the permissions open() gives, umask applied
     # Text mode writes file names that are not valid UTF-8 back as the bytes they were.
     text = {} if "b" in mode else {"encoding": encoding, "errors": "surrogateescape"}
     try:

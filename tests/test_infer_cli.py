@@ -349,3 +349,21 @@ def test_a_very_deep_folder_is_walked_without_recursion(capsys, tiny_export, tmp
         while deep != str(tmp_path / "top"):
             os.rmdir(deep)
             deep = os.path.dirname(deep)
+
+
+def test_outputs_get_the_permissions_the_umask_gives(tmp_path):
+    """As open() and mkdir() would: the temporary copies are made with the umask, never by changing it."""
+    from emotion.runtime.atomic import atomic_open
+    from emotion.train.atomic import atomic_directory
+
+    previous = os.umask(0o027)
+    try:
+        with atomic_open(tmp_path / "out.csv") as handle:
+            handle.write("x\n")
+        with atomic_directory(tmp_path / "run") as folder:
+            (folder / "run.json").write_text("{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o750
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "run"]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from emotion.runtime.atomic import atomic_open, umask
+from emotion.runtime.atomic import atomic_open, sibling
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -53,8 +52,8 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
     if path.exists() and not force:
         raise FileExistsError(f"{path} already exists; choose another folder or pass --force to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~umask())
+    tmp = sibling(path, ".partial")
+    tmp.mkdir()  # the permissions mkdir gives, umask applied
     try:
         yield tmp
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
