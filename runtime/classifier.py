@@ -65,7 +65,6 @@ class EmotionClassifier:
 
     def __init__(self, backend: Backend, workers: int | None = None) -> None:
         self.backend, self.info, self.spec = backend, backend.info, backend.info.preprocess_spec
-        self.path, self.labels = backend.path, backend.info.labels  # the model file in use, and its two labels
         self.input_shape = (self.spec.height, self.spec.width, 3)  # what goes to the model without preprocessing
         self.chunk = max(16, CHUNK_BYTES // (3 * self.spec.height * self.spec.width))  # images per worker task
         self.workers = workers or max((os.cpu_count() or 1) + 1, backend.parallelism)

@@ -32,7 +32,7 @@ def test_every_file_is_classified_or_reported(tiny_classifier, corpus):
         prediction = by_path[key]
         assert prediction.ok == item.ok, (item.note, prediction.error)
         if item.ok:
-            assert prediction.label in tiny_classifier.labels and 0.0 <= prediction.probability <= 1.0
+            assert prediction.label in tiny_classifier.info.labels and 0.0 <= prediction.probability <= 1.0
         else:
             assert prediction.error and "\n" not in prediction.error and prediction.label is None
     assert all(os.fsencode(s) not in by_path for s in skipped)
