@@ -33,8 +33,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="MODEL: a training run folder or a .keras file; DATA: a run folder (its validation split) "
                    "or a folder with Negative/ and Positive/. With --cv, only DATA (groups from its labels.csv, "
                    "if any)")
-    p.add_argument("--out", help="folder for the report and plots (default: <model folder>/evaluation); replaced. "
-                   "With --cv: a file for the JSON results")
+    p.add_argument("--out", help="folder for the report and plots (default: <model folder>/evaluation); an earlier "
+                   "evaluation there is replaced, any other folder refused. With --cv: a file for the JSON results")
     p.add_argument("--threshold", type=float, help="decision threshold (default: the one stored in the model)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--archs, --epochs and --seed go with --cv K")
     if len(args.paths) != 2:
         parser.error("give MODEL and DATA (or --cv K DATA for cross-validation)")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        parser.error(f"--threshold is a probability from 0 to 1, got {args.threshold}")
     model_path, data = map(Path, args.paths)
     if not data.exists():
         raise DataError(f"{data} does not exist; give a run folder or a folder with Negative/ and Positive/")
