@@ -65,7 +65,7 @@ class Server:
                   attempt(lambda s: open_image(s, self.classifier.spec), source) for source in sources]
         pixels = sum(_pixels(image) for image, error in opened if error is None)
         if pixels > (limit := min(options.max_request_megapixels, options.max_megapixels)) * 1e6:
-            raise HTTPException(413, f"the images hold {pixels / 1e6:.3g} Mpx; this server takes at most {limit:g} Mpx "
+            raise HTTPException(413, f"the images hold {pixels / 1e6:.1f} Mpx; this server takes at most {limit:g} Mpx "
                                      "in one request (--max-request-megapixels, --max-megapixels)")
         if not self.ready or self.pixels + pixels > options.max_megapixels * 1e6:
             raise self.unavailable()
