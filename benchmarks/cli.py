@@ -1,7 +1,9 @@
 """``emotion-bench``: benchmark every format of a trained model (``emotion-bench RUN``), and the subcommands.
 
-Every command is a module with ``add_arguments``, ``run``, ``markdown`` and ``summary``; its report goes through
-one writer (Markdown and JSON side by side) and it prints a summary, or the JSON document with ``--json``.
+Every command is a module with ``add_arguments``, ``run``, ``markdown`` and ``summary``; its document gets the
+fields every result has here (``command``, ``started``, ``seconds``, ``hardware`` with the ``hints`` its ``run``
+returned on how it measured), its report goes through one writer (Markdown and JSON side by side) and it prints a
+summary, or the JSON document with ``--json``.
 Exit status: 0 done; 1 the format benchmark's parity gate broke (the report is written all the same); 2 bad
 input (missing run, export or data, data without labels, unknown format): one line on stderr, nothing
 measured; 130 interrupted.
@@ -14,9 +16,14 @@ import importlib
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from emotion.runtime.console import EXIT_OK, guard
+from emotion.train.data import DataError
+from emotion.train.model_io import ModelFileError
+
+from .hardware import hardware_report
 
 PROG = "emotion-bench"
 EXIT_GATE = 1
@@ -46,22 +53,28 @@ def parser_for(name: str | None) -> argparse.ArgumentParser:
 
 
 def _stem(name: str | None, args: argparse.Namespace) -> Path | None:
-    """Where the report goes, without suffix: ``--out`` (the format benchmark: ``--out/--name``), or nowhere."""
+    """Where the report goes, without its .md or .json: ``--out`` (the format benchmark: ``--out/--name``), or
+    nowhere."""
     if name:
-        return Path(args.out).with_suffix("") if args.out else None
+        out = Path(args.out) if args.out else None
+        return out.with_suffix("") if out and out.suffix in (".md", ".json") else out
     run = Path(args.run).expanduser()
     return Path(args.out or (run if run.is_dir() else run.parent) / "benchmark") / args.name
 
 
-@guard(ValueError, prog=PROG)
+@guard(DataError, ModelFileError, prog=PROG)
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     name = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     args = parser_for(name).parse_args(argv[1:] if name else argv)
     quiet = args.quiet or args.json
+    started = time.time()
+    measured = args.module.run(args, lambda text: quiet or print(f"{PROG}: {text}", file=sys.stderr, flush=True))
+    hardware = hardware_report(measured.pop("hints", None))
     document = {"command": shlex.join([PROG, *argv]),
-                **args.module.run(args, lambda text: quiet or print(f"{PROG}: {text}", file=sys.stderr, flush=True))}
+                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+                "seconds": round(time.time() - started, 1), **measured, "hardware": hardware}
     stem = _stem(name, args)
     if stem:
         from .plot import latency_auc_plot

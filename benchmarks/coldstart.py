@@ -2,7 +2,7 @@
 
 The child (``python -m emotion.benchmarks.coldstart``) imports only what the measured format needs and prints
 one JSON line: seconds to import, to load and to the first result, seconds since the parent started it, and
-its peak resident memory (``VmHWM``: a child's ``ru_maxrss`` on Linux starts from its parent's size at fork).
+its peak resident memory in MB (``VmHWM``: a child's ``ru_maxrss`` on Linux starts from its parent's size at fork).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _child(argv: list[str] | None = None) -> int:
         probability = clf.predict(args.image).probability
     done = time.perf_counter()
     with open("/proc/self/status", encoding="ascii") as status:
-        peak = next(int(line.split()[1]) / 1024.0 for line in status if line.startswith("VmHWM:"))
+        peak = next(int(line.split()[1]) * 1024 / 1e6 for line in status if line.startswith("VmHWM:"))  # /proc kB: KiB
     print(json.dumps({"peak_rss_mb": peak, "import_seconds": imported - start, "load_seconds": loaded - imported,
                       "first_result_seconds": done - loaded, "in_process_seconds": done - start,
                       "since_spawn_seconds": time.time() - float(args.t0), "probability": probability}))

@@ -13,19 +13,17 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from emotion.export.formats import FORMATS
-from emotion.runtime import ModelLoadError, discover, resolve_model
-from emotion.runtime.console import positive_float, positive_int
+from emotion.runtime import discover, resolve_model
+from emotion.runtime.console import UsageError, attempt, positive_float, positive_int
 from emotion.runtime.locate import REPORT_NAME
+from emotion.runtime.preprocess import decode
 
 from . import coldstart
-from .hardware import hardware_report
 from .report import cold_table, mm, num, page, row_table
-from .suite import BenchError
 from .timing import interleave, ratio, run_benchmark_app, series
 from .workers import FormatWorker, make_folder, pair_ratios
 
@@ -65,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the export report's source, when it exists)")
     parser.add_argument("--no-cold-start", action="store_true", help="skip (c)")
     parser.add_argument("--workers", type=positive_int, metavar="N",
-                        help="decode threads for D and predict_many (default: the runtime's, the CPU count + 1)")
+                        help="decode threads for D and predict_many (default: the runtime's, the CPU count + 1 "
+                        "and at least OpenVINO's optimal number of requests)")
 
 
 def _keras_source(export: Path, explicit: str | None) -> Path | None:
@@ -81,29 +80,27 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
     """Measure (a), (b) and (c); the result document.
 
     Raises:
-        BenchError: the export or the data folder cannot be used.
+        UsageError, ModelLoadError: the export or the data folder cannot be used, or the model does not load.
     """
     export, data = Path(args.export).expanduser(), Path(args.data).expanduser()
     if not export.exists():
-        raise BenchError(f"export {export} does not exist; make one with `emotion-export RUN --out DIR`")
+        raise UsageError(f"export {export} does not exist; make one with `emotion-export RUN --out DIR`")
     if not data.is_dir():
-        raise BenchError(f"data folder {data} does not exist or is not a folder")
-    try:
-        xml = resolve_model(export, backend="openvino", variant=args.variant)
-    except ModelLoadError as exc:
-        raise BenchError(str(exc)) from None
+        raise UsageError(f"data folder {data} does not exist or is not a folder")
+    xml = resolve_model(export, backend="openvino", variant=args.variant)
     if xml.suffix.lower() != ".xml":
-        raise BenchError(f"{xml} is not an OpenVINO IR; infer-speed compares against benchmark_app on an IR")
-    sources = [c.path for c in discover([data]) if c.error is None]
-    if not sources:
-        raise BenchError(f"no images in {data}")
+        raise UsageError(f"{xml} is not an OpenVINO IR; infer-speed compares against benchmark_app on an IR")
+    sources, notes = _decodable(data)
     keras_file = None if args.no_cold_start else _keras_source(export, args.keras)
-    started, notes, precision = time.time(), [], args.precision
+    precision = args.precision
     fmt = FORMATS["openvino-bf16" if precision == "bf16" else f"openvino-{args.variant}"]  # runs as: backend, hint
     with tempfile.TemporaryDirectory(prefix="emotion-infer-speed-") as scratch_dir:
         scratch = Path(scratch_dir)
         folder = make_folder(sources, args.files, scratch / "photos")
-        worker = FormatWorker(fmt, xml, sources[:16], None, "CPU", args.workers)
+        try:
+            worker = FormatWorker(fmt, xml, sources[:16], None, "CPU", args.workers)
+        except RuntimeError as exc:  # the worker's one line, "cannot load: why"
+            raise UsageError(f"{fmt.name} {exc}") from None
         workers = worker.description["throughput_mode"]["workers"]  # D decodes on as many threads as E runs
         try:
             rounds = _rounds(worker, sources, folder, scratch, args, workers, progress)
@@ -115,8 +112,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
     summary = series(rounds, SERIES)
     folder_ratio, latency_ratio = summary["folder_ratio"]["median"], summary["latency_ratio"]["median"]
     return {
-        "tool": "emotion-bench infer-speed", "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-        "seconds": round(time.time() - started, 1), "model": os.fspath(xml), "data": os.fspath(data),
+        "tool": "emotion-bench infer-speed", "model": os.fspath(xml), "data": os.fspath(data),
         "files": args.files, "distinct_images": len(sources), "input_size": shape[1:3], "precision": precision,
         "workers": workers, "repeats": args.repeats, "runtime": worker.description, "rounds": rounds,
         "summary": summary,
@@ -128,13 +124,28 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
         "errors": [f"round {i + 1}: benchmark_app: {r[k]['error']}" for i, r in enumerate(rounds)
                    for k in ("ba_throughput", "ba_latency") if r[k].get("error")],
         "notes": notes,
-        "hardware": hardware_report({
+        "hints": {
             "folder run": f"EmotionClassifier.load(mode='throughput', precision='{precision}', cache_dir=None)"
                           f".predict_many(discover([folder])), {workers} decode threads",
             "latency": f"EmotionClassifier.load(mode='latency', precision='{precision}').predict(uint8 array)",
             "benchmark_app": f"-hint throughput|latency -infer_precision {precision} -shape {shape} "
-                             f"-t {round(args.seconds)}"}),
+                             f"-t {max(1, round(args.seconds))}"},
     }
+
+
+def _decodable(data: Path) -> tuple[list[Path], list[str]]:
+    """The image files of ``data`` that decode, and a note on those left out.
+
+    Raises:
+        UsageError: none decodes.
+    """
+    found = [(c.path, attempt(decode, c.path)[1]) for c in discover([data]) if c.error is None]
+    sources = [path for path, error in found if error is None]
+    if not sources:
+        raise UsageError(f"no readable images in {data}")
+    left_out = [(path, error) for path, error in found if error]
+    return sources, [f"{len(left_out)} files of {data} could not be decoded and were left out (first: "
+                     f"{left_out[0][0]}: {left_out[0][1]})"] if left_out else []
 
 
 def _rounds(worker: FormatWorker, sources: list[Path], folder: Path, scratch: Path, args: argparse.Namespace,

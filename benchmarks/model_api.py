@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .hardware import hardware_report
+from emotion.runtime.console import UsageError
+
 from .report import num, page, row_table
-from .suite import BenchError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,16 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Both tools on every photo of each DATA folder; agreement and |dP| per folder."""
+    """Both tools on every photo of each DATA folder; agreement and |dP| per folder.
+
+    Raises:
+        UsageError, ModelLoadError, ImageDecodeError: no model, or a folder without a photo both tools read.
+    """
     import cv2  # both from the dev extra; without it, guard's one-line error names it
     from model_api.models import Model
 
-    from emotion.runtime import EmotionClassifier, ModelLoadError, discover, resolve_model
+    from emotion.runtime import EmotionClassifier, discover, resolve_model
 
-    try:
-        xml = resolve_model(args.export, backend="openvino", variant="fp32")
-    except ModelLoadError as exc:
-        raise BenchError(str(exc)) from None
+    xml = resolve_model(args.export, backend="openvino", variant="fp32")
     model_api = Model.create_model(str(xml))
     folders = []
     with EmotionClassifier.load(xml, cache_dir=None) as ours:
@@ -50,11 +51,13 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
                 pairs.append((float(model_api(image).raw_scores[1]), ours.predict(path).probability))
             folders.append(_compare(str(folder), np.array(pairs).reshape(-1, 2), ours.info.threshold, unread))
     return {"model": str(xml), "threshold": ours.info.threshold, "folders": folders,
-            "model_api_device": str(model_api.inference_adapter.compiled_model.get_property("EXECUTION_DEVICES")),
-            "hardware": hardware_report()}
+            "model_api_device": str(model_api.inference_adapter.compiled_model.get_property("EXECUTION_DEVICES"))}
 
 
 def _compare(folder: str, pairs: np.ndarray, threshold: float, unread: list[str]) -> dict[str, Any]:
+    if not len(pairs):
+        raise UsageError(f"{folder}: OpenCV reads none of its {len(unread)} photos (first: {unread[0]})" if unread
+                         else f"no photos in {folder}")
     theirs, ours = pairs[:, 0], pairs[:, 1]
     dp = np.abs(theirs - ours)
     return {"folder": folder, "photos": len(pairs), "not_read_by_opencv": unread,

@@ -20,12 +20,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from emotion.runtime import EmotionClassifier, discover
-from emotion.runtime.console import positive_int
+from emotion.runtime import EmotionClassifier, discover, resolve_model
+from emotion.runtime.console import UsageError, one_line, positive_int
 
-from .hardware import hardware_report
 from .report import med, mm, num, page, row_table
-from .suite import BenchError
 from .timing import interleave, latency_loop, series
 from .workers import make_folder
 
@@ -40,14 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def infer(folder: Path, model: str, ray: bool) -> dict[str, Any]:
-    """One ``emotion-infer`` run in a fresh process: wall seconds, the summary's images/s, the results."""
+    """One ``emotion-infer`` run in a fresh process: wall seconds, the summary's images/s, the results.
+
+    Raises:
+        UsageError: it exited with neither 0 (done) nor 1 (some files failed, the results complete).
+    """
     command = [sys.executable, "-m", "emotion.runtime.cli", str(folder), "--model", model, "--json",
                *(["--ray"] if ray else [])]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, check=False)
     wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"{shlex.join(command)} exited {result.returncode}: {result.stderr.decode()[-2000:]}")
+    if result.returncode not in (0, 1):
+        raise UsageError(f"{shlex.join(command)} exited {result.returncode}: "
+                         f"{one_line(result.stderr.decode(errors='replace') or 'no message')}")
     document = json.loads(result.stdout)
     return {"wall_s": wall, "images_per_second": document["summary"]["images_per_second"],
             "results": document["results"], "model": document["model"]}
@@ -85,10 +88,17 @@ def _model_round(folder: Path, files: list[Path], model: str, ray_first: bool) -
 
 
 def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Both ways on every model, interleaved; the document.
+
+    Raises:
+        UsageError, ModelLoadError: no images in ``--data``, a ``--models`` entry that is no model.
+    """
+    for model in args.models:
+        resolve_model(model)
     files = [c.path for c in discover([args.data]) if c.error is None]
     if not files:
-        raise BenchError(f"no images in {args.data}")
-    began, load, turns = time.time(), os.getloadavg(), {m: itertools.count() for m in args.models}
+        raise UsageError(f"no images in {args.data}")
+    load, turns = os.getloadavg(), {m: itertools.count() for m in args.models}
     with tempfile.TemporaryDirectory(prefix="ray-speed-") as tmp:
         folder = make_folder(files, args.files, Path(tmp) / "photos")
         rounds = interleave({m: lambda m=m: _model_round(folder, files, m, next(turns[m]) % 2 == 1)
@@ -106,11 +116,9 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
                          "inference_share": ("inference_share", None)}),
             "agreement": {"same_paths_labels_reasons": all(x["agreement"]["same_paths_labels_reasons"] for x in r),
                           "max_abs_dp": max(x["agreement"]["max_abs_dp"] for x in r)}}
-    return {"measured": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)),
-            "seconds": round(time.time() - began),
-            "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
+    return {"load_average_at_start": load, "load_average_at_end": os.getloadavg(),
             "data": str(args.data), "distinct_images": len(files), "files": args.files, "rounds": args.rounds,
-            "models": models, "ray_version": metadata.version("ray"), "hardware": hardware_report()}
+            "models": models, "ray_version": metadata.version("ray")}
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -122,7 +130,7 @@ def markdown(doc: dict[str, Any]) -> str:
     costs = [[f"`{model}`", mm(m["decode_ms"], 2), mm(m["inference_ms"], 2), mm(m["images_per_core_second"]),
               mm(m["inference_share"], 2)] for model, m in doc["models"].items()]
     return page("Folder inference through Ray Data against local emotion-infer (issue 15)", doc, [
-        f"Measured {doc['measured']} ({doc['seconds']} s) on **{doc['hardware']['cpu']}**, "
+        f"Measured {doc['started']} ({doc['seconds']:.0f} s) on **{doc['hardware']['cpu']}**, "
         f"{doc['hardware']['usable_cores']} cores (load average {doc['load_average_at_start'][0]:.1f} at the start, "
         f"{doc['load_average_at_end'][0]:.1f} at the end; the runs themselves load the cores). "
         f"Folder of {doc['files']} files ({doc['distinct_images']} distinct images of `{doc['data']}` repeated through "

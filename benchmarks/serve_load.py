@@ -13,10 +13,13 @@ import asyncio
 import io
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -24,11 +27,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from emotion.runtime.console import positive_float, positive_int
+from emotion.runtime.console import UsageError, positive_float, positive_int
 
-from .hardware import hardware_report
 from .report import num, page, row_table
-from .suite import BenchError
 from .timing import cpu_seconds, latency_loop, percentiles_ms
 
 LEVELS = (1, 8, 64)
@@ -49,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=positive_float, default=120.0, help="time limit per level (default: 120)")
     parser.add_argument("--baseline-images", type=positive_int, default=256,
                         help="images for the in-process baseline (default: 256)")
-    parser.add_argument("--server-args", default="", help="extra emotion-serve arguments, e.g. '--max-megapixels 512'")
+    parser.add_argument("--server-args", type=shlex.split, default="",
+                        help="extra emotion-serve arguments, e.g. '--max-megapixels 512'")
 
 
 def load_images(folder: Path | None, limit: int, size=(500, 400)) -> tuple[list[tuple[str, bytes]], str]:
@@ -57,12 +59,12 @@ def load_images(folder: Path | None, limit: int, size=(500, 400)) -> tuple[list[
     synthetic 500x400 ones.
 
     Raises:
-        BenchError: ``folder`` holds no JPEG file.
+        UsageError: ``folder`` holds no JPEG file.
     """
     if folder is not None:
         paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg") and p.is_file())
         if not paths:
-            raise BenchError(f"--images {folder}: no .jpg or .jpeg files there")
+            raise UsageError(f"--images {folder}: no .jpg or .jpeg files there")
         chosen = paths[:: max(1, len(paths) // limit)][:limit]  # spread over the folder (both classes)
         return [(p.name, p.read_bytes()) for p in chosen], f"{len(chosen)} JPEGs from {folder}"
     from PIL import Image
@@ -99,24 +101,27 @@ def in_process(model: str, files: list[tuple[str, bytes]], total: int, variant: 
 
 
 class ServerProcess:
-    """``emotion-serve`` on a free loopback port, in a subprocess; stopped with SIGTERM."""
+    """``emotion-serve`` on a free loopback port, in a subprocess; stopped with SIGTERM. Its stderr goes to a
+    temporary file (a pipe read only up to the banner would fill and block the server)."""
 
     def __init__(self, model: str, extra: list[str]) -> None:
         command = [sys.executable, "-m", "emotion.runtime.serve", "--model", model, "--port", "0",
                    "--no-access-log", "--log-level", "warning", *extra]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        self.log = tempfile.NamedTemporaryFile(prefix="emotion-serve-", suffix=".log")
+        self.process = subprocess.Popen(command, stderr=self.log)
         self.url, self.banner = None, []
         deadline = time.monotonic() + 120
         while self.url is None and time.monotonic() < deadline:
-            line = self.process.stderr.readline()
-            if not line:
+            exited = self.process.poll() is not None
+            self.banner = Path(self.log.name).read_text(errors="replace").splitlines()
+            self.url = next((line.split("listening on ")[1].split()[0] for line in self.banner
+                             if "listening on " in line), None)
+            if exited:
                 break
-            self.banner.append(line.rstrip())
-            if "listening on " in line:
-                self.url = line.split("listening on ")[1].split()[0]
+            time.sleep(0.1)
         if self.url is None:
             self.stop()
-            raise BenchError("the server did not start: " + " ".join(self.banner[-2:]))
+            raise UsageError("the server did not start: " + " ".join(self.banner[-2:]))
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the server process has used so far."""
@@ -132,22 +137,29 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log.close()
         return self.process.returncode
 
 
 def wait_ready(url: str, name: str, seconds: float = 60) -> dict[str, Any]:
-    """The served model's KServe metadata, once the server answers ready."""
-    deadline = time.monotonic() + seconds
+    """The served model's KServe metadata, once the server answers ready.
+
+    Raises:
+        UsageError: no answer in ``seconds``, or an error status (the last one seen: 503 loading, 404 no such model).
+    """
+    deadline, last = time.monotonic() + seconds, "no answer"
     while True:
         try:
             with urllib.request.urlopen(url + "/v2/health/ready", timeout=5):
                 pass
             with urllib.request.urlopen(f"{url}/v2/models/{name}", timeout=5) as response:
                 return json.load(response)
-        except OSError:  # not listening yet, or 503 (urllib's HTTPError is an OSError)
+        except urllib.error.HTTPError as exc:
+            last = f"last answer: HTTP {exc.code} for {exc.filename}"
+        except OSError:  # not listening yet
             pass
         if time.monotonic() > deadline:
-            raise BenchError(f"{url} is not answering")
+            raise UsageError(f"{url} is not ready after {seconds:g} s ({last})")
         time.sleep(0.1)
 
 
@@ -187,8 +199,7 @@ async def run_level(url: str, model_name: str, clients: int, count: int, files: 
                     protocol: str, max_seconds: float) -> dict[str, Any]:
     """``clients`` concurrent clients, ``count`` requests each, one after the other, each over its own keep-alive
     connection opened before the clock starts. Requests are built beforehand and responses read with asyncio
-    streams, so the load costs little CPU beside the server's (httpx took more CPU per request than the server
-    at 64 clients on 2 cores)."""
+    streams, so the load costs little CPU beside the server's."""
     where = urllib.parse.urlsplit(url)
     requests = [_request(protocol, model_name, *item) for item in files]
     latencies: list[float] = []
@@ -235,16 +246,16 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
     """Start the server (unless ``--url``), measure the in-process baseline and every level; the document.
 
     Raises:
-        BenchError: bad ``--clients``, or a server that does not start or answer.
+        UsageError: bad ``--clients``, or a server that does not start or answer.
     """
     try:
         levels = [int(x) for x in args.clients.split(",") if x.strip()]
     except ValueError:
         levels = []
     if not levels or min(levels) < 1:
-        raise BenchError(f"--clients must be positive numbers separated by commas, got {args.clients!r}")
+        raise UsageError(f"--clients must be positive numbers separated by commas, got {args.clients!r}")
     if args.url and urllib.parse.urlsplit(args.url).scheme != "http":
-        raise BenchError(f"--url must be http://HOST:PORT (the load generator speaks plain HTTP/1.1), got {args.url!r}")
+        raise UsageError(f"--url must be http://HOST:PORT (the load generator speaks plain HTTP/1.1), got {args.url!r}")
     model = args.model
     if model is None and args.url is None:
         from emotion.runtime.locate import default_model
@@ -256,7 +267,8 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
     if model is not None:
         progress("in-process baseline")
         baseline = in_process(model, files, args.baseline_images, args.variant)
-    extra = args.server_args.split() + (["--variant", args.variant] if args.variant else [])
+    extra = [*args.server_args, *(["--variant", args.variant] if args.variant else []),
+             *(["--model-name", args.model_name] if args.model_name else [])]
     server = ServerProcess(model, extra) if args.url is None else None
     url = args.url or server.url
     try:
@@ -278,17 +290,20 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, 
         status = server.stop() if server is not None else None
     model_info = (baseline or {}).get("model") or {"name": about["name"], "version": about["versions"][0],
                                                    "input_size": about["inputs"][0]["shape"][1:3]}
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "model": model or url, "model_info": model_info,
+    return {"model": model or url, "model_info": model_info, "url": args.url,
             "server_banner": (server.banner[0].replace("emotion-serve: ", "") if server and server.banner else url),
             "server_exit_status": status, "images": source, "in_process": baseline, "levels": results,
-            "client_library": "asyncio streams, HTTP/1.1 keep-alive", "hardware": hardware_report()}
+            "client_library": "asyncio streams, HTTP/1.1 keep-alive"}
 
 
 def markdown(report: dict[str, Any]) -> str:
     base, info = report["in_process"], report["model_info"]
     out = [f"- model: `{report['model']}` ({info.get('name')} v{info.get('version')}, input {info.get('input_size')}); "
-           f"server: {report['server_banner']}", f"- images: {report['images']}; measured {report['date']}",
-           f"- load generator: {report['client_library']}, on the same machine: it shares the CPUs with the server", ""]
+           f"server: {report['server_banner']}", f"- images: {report['images']}; measured {report['started']}",
+           f"- load generator: {report['client_library']}, "
+           + ("on the same machine: it shares the CPUs with the server" if not report["url"] else
+              f"against {report['url']}: the machine below is the load generator's, the server's is not recorded"),
+           ""]
     if base:
         pm, lat = base["predict_many"], base["predict_latency_ms"]
         out += [f"In-process, same files: `predict_many` (throughput mode) **{num(pm['images_per_second'])} images/s** "
@@ -307,7 +322,7 @@ def markdown(report: dict[str, Any]) -> str:
                           "p99 ms", "max ms", "vs in-process", "server CPU ms/req", "load generator CPU ms/req"], rows))
     out += ["", "CPU ms/req: CPU seconds the server process and the load generator used during the level, per "
             "request sent. When the load generator's share grows with the clients, a drop in req/s is its own."]
-    return page(f"emotion-serve load test ({report['date']})", report, out)
+    return page(f"emotion-serve load test ({report['started']})", report, out)
 
 
 def summary(report: dict[str, Any]) -> str:

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,20 +22,15 @@ from emotion.export.formats import FORMATS, Format, exported_file, parse_formats
 from emotion.export.openvino_export import cpu_supports_bf16
 from emotion.export.parity import DEFAULT_LIMITS, Check, Limits, compare, judge, passed
 from emotion.runtime import ModelInfo, ModelLoadError, resolve_model
-from emotion.runtime.console import non_negative_float, positive_float, positive_int
+from emotion.runtime.console import UsageError, non_negative_float, positive_float, positive_int
 from emotion.train.data import DataError, Sample, load_dataset, load_images
-from emotion.train.model_io import ModelFileError, read_info
+from emotion.train.model_io import read_info
 from emotion.train.run_folder import RunFolder, locate
 
 from . import coldstart
-from .hardware import hardware_report
 from .report import main_table, markdown  # noqa: F401 - markdown: this command's report
 from .timing import interleave, ratio, series
 from .workers import FormatWorker, make_folder, pair_ratios
-
-
-class BenchError(ValueError):
-    """Bad input (missing run, export or data, data without labels, unknown format): one line, exit status 2."""
 
 
 class Status(str, enum.Enum):
@@ -142,43 +136,40 @@ def prepare(args: argparse.Namespace) -> Inputs:
     """Everything that can be refused before slow work.
 
     Raises:
-        BenchError: one line saying what is wrong and what to pass instead.
+        UsageError, DataError, ModelFileError: one line saying what is wrong and what to pass instead.
     """
     if not Path(args.run).expanduser().exists():
-        raise BenchError(f"run {args.run} does not exist; give a training run folder (or a .keras file)")
+        raise UsageError(f"run {args.run} does not exist; give a training run folder (or a .keras file)")
     try:
         formats = parse_formats(args.formats)
-        keras_file, run = locate(args.run)
-        info = read_info(keras_file)
-    except (ValueError, ModelFileError) as exc:
-        raise BenchError(str(exc)) from None
+    except ValueError as exc:  # an unknown format name
+        raise UsageError(str(exc)) from None
+    keras_file, run = locate(args.run)
+    info = read_info(keras_file)
     try:
         data = Path(args.data).expanduser() if args.data else run.data_root() if run else None
     except DataError as exc:
-        raise BenchError(f"no --data given and {exc}") from None
+        raise UsageError(f"no --data given and {exc}") from None
     samples, source, notes = _images(data, run, info)
     export = None if args.export is None else Path(args.export).expanduser()
     if export is not None:
         if not export.is_dir():
-            raise BenchError(f"export {export} does not exist or is not a folder; make one with "
+            raise UsageError(f"export {export} does not exist or is not a folder; make one with "
                              "`emotion-export RUN --out DIR`")
         try:
             resolve_model(export)
         except ModelLoadError as exc:
-            raise BenchError(f"{exc}; make an export with `emotion-export RUN --out DIR`") from None
+            raise UsageError(f"{exc}; make an export with `emotion-export RUN --out DIR`") from None
     return Inputs(keras_file, run, info, data, samples, source, export, formats, notes)
 
 
 def _images(data: Path | None, run: RunFolder | None, info: ModelInfo) -> tuple[list[Sample], str, list[str]]:
     """The run's validation images found in ``data``, or else every labelled image of ``data``."""
     if data is None:
-        raise BenchError("the .keras file has no run folder to take the data from; pass --data DATA (expected "
+        raise UsageError("the .keras file has no run folder to take the data from; pass --data DATA (expected "
                          f"DATA/{info.labels[0]}/ and DATA/{info.labels[1]}/)")
-    try:
-        labelled = load_dataset(data, info.labels).samples  # refuses a folder without the label folders
-        validation = run.split(data).validation if run else []
-    except DataError as exc:
-        raise BenchError(str(exc)) from None
+    labelled = load_dataset(data, info.labels).samples  # refuses a folder without the label folders (DataError)
+    validation = run.split(data).validation if run else []
     present = [s for s in validation if s.path.is_file()]
     notes = [f"{len(validation) - len(present)} of the run's validation images are not in {data}"
              + ("" if present else ": all of DATA's images are used")] if len(present) < len(validation) else []
@@ -194,10 +185,9 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = lambda text:
     """Measure every format; the result document (what ``--json`` prints and the report is written from).
 
     Raises:
-        BenchError: bad input, found before any measurement.
+        UsageError, DataError, ModelFileError: bad input, found before any measurement.
     """
     inputs = prepare(args)
-    started = time.time()
     measured = [FORMATS["keras"]] + [f for f in inputs.formats if f.backend != "keras"]  # Keras: the reference
     results = {f.name: FormatResult(f.name, f.description) for f in measured}
     with tempfile.TemporaryDirectory(prefix="emotion-bench-") as scratch:
@@ -226,7 +216,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = lambda text:
             for worker in workers.values():
                 worker.close()
     rows = [results[name] for name in FORMATS if name in results]
-    return _document(args, inputs, rows, y, predictions, files, started)
+    return _document(args, inputs, rows, y, predictions, files)
 
 
 def _export(inputs: Inputs, out: Path, progress: Callable[[str], None]) -> Path | None:
@@ -239,7 +229,7 @@ def _export(inputs: Inputs, out: Path, progress: Callable[[str], None]) -> Path 
                            "--quiet"], capture_output=True, text=True)
     if done.returncode not in (0, 1):  # 1: exported, FP32 parity failed: measured here all the same
         lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise BenchError(f"export of {source} failed: {lines[-1] if lines else f'exit status {done.returncode}'}")
+        raise UsageError(f"export of {source} failed: {lines[-1] if lines else f'exit status {done.returncode}'}")
     inputs.notes.append("no --export given: the run was exported into a temporary folder for this benchmark")
     return out
 
@@ -248,7 +238,7 @@ def _read_images(inputs: Inputs, progress: Callable[[str], None]) -> tuple[np.nd
     progress(f"reading {len(inputs.samples)} images")
     x, y, rejected = load_images(inputs.samples, inputs.info.preprocess_spec)
     if len(x) == 0:
-        raise BenchError(f"none of the {len(inputs.samples)} images could be read")
+        raise UsageError(f"none of the {len(inputs.samples)} images could be read")
     if rejected:
         inputs.notes.append(f"{len(rejected)} images could not be read and were left out (first: "
                             f"{rejected[0][0]}: {rejected[0][1]})")
@@ -294,7 +284,7 @@ def _predict_and_check(workers: dict[str, FormatWorker], results: dict[str, Form
             predictions.pop(name, None)
             workers.pop(name).close()
     if "keras" not in predictions:
-        raise BenchError(f"the Keras model cannot be run: {results['keras'].reason}")
+        raise UsageError(f"the Keras model cannot be run: {results['keras'].reason}")
     for name, result in results.items():
         parity = compare(predictions[name], predictions["keras"], y, info.threshold) if name in predictions else None
         error = None if result.status is Status.OK else f"{result.status.value}: {result.reason}"
@@ -347,8 +337,8 @@ def _aggregate(rounds: list[dict[str, Any]], result: FormatResult, n_files: int)
 
 
 def _document(args: argparse.Namespace, inputs: Inputs, rows: list[FormatResult], y: np.ndarray,
-              predictions: dict[str, np.ndarray], files: list[str], started: float) -> dict[str, Any]:
-    """The JSON document of the run: settings, one entry per format, the gate, the machine."""
+              predictions: dict[str, np.ndarray], files: list[str]) -> dict[str, Any]:
+    """The JSON document of the run: settings, one entry per format, the gate, how the machine was used."""
     for row in rows:  # the files read by predict_many must give the answers the arrays gave
         from_files, arrays = row.timings.pop("e2e_files", None), predictions.get(row.format)
         if from_files is not None and arrays is not None and from_files.shape == arrays.shape:
@@ -356,9 +346,7 @@ def _document(args: argparse.Namespace, inputs: Inputs, rows: list[FormatResult]
     checks = [row.check for row in rows if row.check and row.format in [f.name for f in inputs.formats]]
     info = inputs.info
     return {
-        "tool": "emotion-bench", "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-        "seconds": round(time.time() - started, 1),
-        "run": os.fspath(inputs.run.path if inputs.run else inputs.keras_file),
+        "tool": "emotion-bench", "run": os.fspath(inputs.run.path if inputs.run else inputs.keras_file),
         "keras_file": os.fspath(inputs.keras_file),
         "export": os.fspath(inputs.export) if inputs.export else None, "data": os.fspath(inputs.data),
         "images": {"source": inputs.source, "count": int(len(y)), "positives": int(np.sum(y == 1)),
@@ -372,11 +360,12 @@ def _document(args: argparse.Namespace, inputs: Inputs, rows: list[FormatResult]
         "formats": [row.to_dict() for row in rows],
         "gate": {"passed": passed(checks), "limits": {k: asdict(v) for k, v in _limits(args).items()},
                  "failures": {c.format: c.problems for c in checks if c.verdict.value == "fail"}},
-        "hardware": hardware_report({
+        "hints": {
             "latency": "PERFORMANCE_HINT=LATENCY, batch 1, synchronous (EmotionClassifier.predict on a uint8 array)",
-            "throughput": "PERFORMANCE_HINT=THROUGHPUT, optimal streams and requests (EmotionClassifier.submit)",
+            "throughput": "PERFORMANCE_HINT=THROUGHPUT, optimal streams, one synchronous request per worker thread "
+                          "(EmotionClassifier.submit)",
             "inference precision": "f32 for every OpenVINO row but openvino-bf16 (INFERENCE_PRECISION_HINT=bf16)",
-            "OpenVINO model cache": "off for every measurement (cold start without cache)"}),
+            "OpenVINO model cache": "off for every measurement (cold start without cache)"},
         "notes": inputs.notes,
     }
 

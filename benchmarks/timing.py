@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -124,20 +125,27 @@ def benchmark_app_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "openvino.tools.benchmark.main"]
 
 
-# figure -> its key in benchmark_app's JSON statistics report (-json_stats)
+# figure -> its key in benchmark_app's JSON statistics report (-json_stats), which holds 2 decimals
 _FIGURES = {"median_latency_ms": "latency (ms)", "average_latency_ms": "avg latency", "min_latency_ms": "min latency",
-            "throughput": "throughput", "iterations": "total number of iterations",  # throughput: images/s at batch 1
-            "compile_ms": "compile model time (ms)", "requests": "number of parallel infer requests"}
+            "max_latency_ms": "max latency", "throughput": "throughput",  # throughput: images/s at batch 1
+            "iterations": "total number of iterations", "compile_ms": "compile model time (ms)",
+            "requests": "number of parallel infer requests"}
+# latency figure -> its line in the printed output, in us (2 decimals) when the average is under 1 ms
+_PRINTED = {"median_latency_ms": "Median", "average_latency_ms": "Average", "min_latency_ms": "Min",
+            "max_latency_ms": "Max"}
 
 
-def parse_benchmark_app(report: dict | None) -> dict[str, Any]:
-    """The figures of one run from its JSON statistics report (None where the report lacks one)."""
+def parse_benchmark_app(report: dict | None, printed: str = "") -> dict[str, Any]:
+    """The figures of one run (None where it gave none): the latencies from its printed output, which keeps
+    sub-millisecond ones to 0.01 us where the JSON statistics report rounds them to 0.01 ms; the rest, and any
+    latency not printed, from that report."""
     report = report if isinstance(report, dict) else {}
     found = {**report.get("configuration_setup", {}), **report.get("execution_results", {})}
     values = {}
     for name, key in _FIGURES.items():
+        line = re.search(rf"\b{_PRINTED[name]}:\s+([0-9.]+) (ms|us)\b", printed) if name in _PRINTED else None
         try:
-            value = float(found.get(key))
+            value = float(line[1]) / (1000.0 if line[2] == "us" else 1.0) if line else float(found.get(key))
         except (TypeError, ValueError):
             value = math.nan
         values[name] = None if not math.isfinite(value) else int(value) if name in ("iterations", "requests") else value
@@ -172,7 +180,7 @@ def run_benchmark_app(model_xml: str | os.PathLike, shape: Sequence[int], hint: 
         lines = [line.strip() for line in printed.splitlines() if "rror" in line]
         return {**result, "error": f"benchmark_app exit status {done.returncode}: "
                 + (lines[-1] if lines else "no message")}
-    result.update(parse_benchmark_app(report))
+    result.update(parse_benchmark_app(report, printed))
     if result["median_latency_ms"] is None and result["throughput"] is None:
         result["error"] = "could not read benchmark_app's figures"
     return result

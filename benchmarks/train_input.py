@@ -21,14 +21,14 @@ import numpy as np
 from emotion.runtime.console import positive_int
 from emotion.runtime.preprocess import PreprocessSpec
 
-from .hardware import hardware_report
 from .report import num, page, row_table
 from .timing import interleave
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="labelled image folder (DATA/Negative, DATA/Positive)")
-    parser.add_argument("--repeats", type=positive_int, default=2, help="interleaved epochs of each (default 2)")
+    parser.add_argument("--repeats", type=positive_int, default=2, help="interleaved input-only epochs of each "
+                        "(default 2); the training epochs run one fewer, at least one")
     parser.add_argument("--no-train", action="store_true", help="input pipeline only, no training epochs")
     parser.add_argument("--limit", type=positive_int, help="use only the first N training images")
 
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None], batch_size: i
         result["training_epoch"] = _side_by_side(
             {"naive": lambda: fit_epoch(_naive_batches(samples, spec.size, batch_size, rng)),
              "pipeline": lambda: fit_epoch(train_ds)}, max(1, args.repeats - 1), len(samples))
-    return {**result, "hardware": hardware_report()}
+    return result
 
 
 def _row(name: str, figures: dict[str, Any]) -> list[str]:

@@ -154,7 +154,11 @@ class FormatWorker:
         self.format, self.model, self.device = fmt, model_path, device
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_load,
                                          initargs=(fmt, model_path, images, expected, device, workers))
-        self.description: dict[str, Any] = self.call("describe")
+        try:
+            self.description: dict[str, Any] = self.call("describe")
+        except RuntimeError:  # it did not load: its process ends now (a pool left to exit breaks its pipe)
+            self.close()
+            raise
 
     def call(self, method: str, **kwargs: Any) -> Any:
         """The method's value.

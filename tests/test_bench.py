@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -17,7 +18,10 @@ import pytest
 
 from emotion.benchmarks import cli
 from emotion.benchmarks import coldstart
+from emotion.benchmarks.ray_speed import infer
+from emotion.benchmarks.serve_load import ServerProcess, wait_ready
 from emotion.benchmarks.timing import interleave, parse_benchmark_app, summarize
+from emotion.runtime.console import UsageError
 from emotion.export.formats import FORMATS, mismatch, parse_formats
 from emotion.export.openvino_export import cpu_supports_bf16
 from emotion.export.parity import DEFAULT_LIMITS, Limits, Verdict, compare, judge
@@ -61,6 +65,13 @@ def _bench(capsys, *args: str) -> tuple[int, dict]:
 
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _truncated_jpeg(path: Path, source: Path) -> Path:
+    """The first half of the JPEG ``source`` at ``path``: its header sniffs as an image, it does not decode."""
+    content = source.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+    return path
 
 
 # -- the real model: every row, sane figures, gate passes ------------------------------------------------------
@@ -207,14 +218,29 @@ def test_cold_start_summary_keeps_failed_runs_as_errors():
     assert s["peak_rss_mb"]["median"] == 100.0 and s["cold_start_errors"] == ["exit status 1: boom"]
 
 
-def test_benchmark_app_parsing_its_json_report():
-    report = {"configuration_setup": {"number of parallel infer requests": "2"},
-              "execution_results": {"latency (ms)": "27.45", "avg latency": "28.33", "min latency": "5.21",
-                                    "throughput": "64.21", "total number of iterations": "198",
-                                    "compile model time (ms)": "323.16"}}
-    values = parse_benchmark_app(report)
-    assert values["median_latency_ms"] == 27.45 and values["throughput"] == 64.21 and values["requests"] == 2
-    assert values["iterations"] == 198 and values["compile_ms"] == 323.16
+def test_benchmark_app_latencies_from_its_output_the_rest_from_its_json_report():
+    # what the installed benchmark_app printed and reported for a 32x40 IR (-hint latency -t 1): under 1 ms the
+    # output keeps 0.01 us, the JSON report 0.01 ms
+    printed = """[ INFO ] Count:            25071 iterations
+[ INFO ] Duration:         1000.04 ms
+[ INFO ] Latency:
+[ INFO ]    Median:        24.16 us
+[ INFO ]    Average:       24.53 us
+[ INFO ]    Min:           15.44 us
+[ INFO ]    Max:           624.40 us
+[ INFO ] Throughput:   25069.96 FPS
+"""
+    report = {"configuration_setup": {"number of parallel infer requests": "1"},
+              "execution_results": {"compile model time (ms)": "44.44", "total number of iterations": "25071",
+                                    "latency (ms)": "0.02", "avg latency": "0.02", "min latency": "0.02",
+                                    "max latency": "0.62", "throughput": "25069.96"}}
+    values = parse_benchmark_app(report, printed)
+    assert values == pytest.approx({"median_latency_ms": 0.02416, "average_latency_ms": 0.02453,
+                                    "min_latency_ms": 0.01544, "max_latency_ms": 0.6244, "throughput": 25069.96,
+                                    "iterations": 25071, "compile_ms": 44.44, "requests": 1})
+    # at 1 ms and over, the output says ms; a latency not printed comes from the report
+    values = parse_benchmark_app(report, "[ INFO ]    Median:        27.45 ms\n")
+    assert values["median_latency_ms"] == 27.45 and values["average_latency_ms"] == 0.02
     missing = parse_benchmark_app({"execution_results": {"latency (ms)": "nan", "throughput": "?"}})
     assert missing["median_latency_ms"] is None and missing["throughput"] is None and missing["requests"] is None
     assert parse_benchmark_app(None) == dict.fromkeys(missing)
@@ -240,10 +266,15 @@ def test_summarize_and_gate_rules():
 
 
 def test_infer_speed_smoke(bench_export, synth_data, tmp_path, capsys):
-    code = cli.main(["infer-speed", str(bench_export), "--data", str(synth_data), "--files", "24", "--repeats", "1",
-                     "--seconds", "1", "--no-cold-start", "--json", "-q", "--out", str(tmp_path / "speed.md")])
+    """On photos with a truncated JPEG first (it sniffs as an image): left out, and said so."""
+    data = shutil.copytree(synth_data, tmp_path / "data")
+    bad = _truncated_jpeg(data / "000-truncated.jpg", next((data / "Positive").glob("*.jpg")))
+    code = cli.main(["infer-speed", str(bench_export), "--data", str(data), "--files", "24", "--repeats", "1",
+                     "--seconds", "1", "--no-cold-start", "--json", "-q", "--out", str(tmp_path / "speed.v2.md")])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0
+    assert doc["distinct_images"] == 80 and doc["notes"][0].startswith(f"1 files of {data} could not be decoded")
+    assert str(bad) in doc["notes"][0] and doc["started"] and doc["seconds"] > 0 and doc["hardware"]["hints"]
     s = doc["summary"]
     for key in ("decode_images_per_second", "benchmark_app_throughput", "folder_images_per_second",
                 "ceiling_images_per_second", "folder_ratio", "latency_p50_ms", "benchmark_app_latency_ms",
@@ -252,15 +283,24 @@ def test_infer_speed_smoke(bench_export, synth_data, tmp_path, capsys):
     assert s["ceiling_images_per_second"]["median"] < min(s["decode_images_per_second"]["median"],
                                                           s["benchmark_app_throughput"]["median"])
     assert set(doc["targets"]) == {"folder", "latency"}
-    assert (tmp_path / "speed.md").is_file() and (tmp_path / "speed.json").is_file()
-    assert "Command: `emotion-bench infer-speed " in (tmp_path / "speed.md").read_text()
+    assert (tmp_path / "speed.v2.md").is_file() and (tmp_path / "speed.v2.json").is_file()  # the dotted name kept
+    assert "Command: `emotion-bench infer-speed " in (tmp_path / "speed.v2.md").read_text()
+
+
+def test_infer_speed_on_a_model_that_does_not_load_is_one_line(tiny_export, synth_data, tmp_path, capsys):
+    export = shutil.copytree(tiny_export, tmp_path / "export")
+    (export / "emotion" / "1" / "model.bin").write_bytes(b"not weights")
+    assert cli.main(["infer-speed", str(export), "--data", str(synth_data), "--files", "4", "-q"]) == 2
+    (error,) = capsys.readouterr().err.splitlines()
+    assert error.startswith("emotion-bench: error: openvino-fp32 cannot load: "), error
 
 
 def test_serve_load_smoke(bench_export, synth_data, tmp_path, capsys):
-    """The real server under a tiny load, both protocols, beside the in-process baseline."""
+    """The real server under a tiny load, both protocols, beside the in-process baseline; the started server
+    serves the model under --model-name."""
     code = cli.main(["serve-load", "--model", str(bench_export), "--images", str(synth_data), "--files", "3",
                      "--clients", "1,2", "--count", "2", "--baseline-images", "4", "--protocol", "both", "--json",
-                     "-q", "--out", str(tmp_path / "load.md")])
+                     "-q", "--out", str(tmp_path / "load.md"), "--model-name", "tiny-name"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["server_exit_status"] == 0
     assert [(level["protocol"], level["clients"]) for level in doc["levels"]] == [
@@ -274,6 +314,38 @@ def test_serve_load_smoke(bench_export, synth_data, tmp_path, capsys):
     text = (tmp_path / "load.md").read_text()
     assert text.startswith("# emotion-serve load test") and "Command: `emotion-bench serve-load " in text
     assert "| kserve | 2 | 4 / 4 |" in text and "Hardware and software" in text
+    assert doc["started"] in text and "on the same machine" in text
+
+
+def test_server_stderr_is_never_left_to_fill(tiny_export, tmp_path):
+    """Thousands of bad connections, each logged by the server: it still answers (a pipe read only up to its
+    banner fills at 64 KB and blocks it); a server that does not start says why in one line."""
+    server = ServerProcess(str(tiny_export), [])
+    try:
+        host, port = server.url.split("//")[1].split(":")
+        for _ in range(2000):  # about 40 bytes of stderr each
+            with socket.create_connection((host, int(port)), timeout=5) as connection:
+                connection.sendall(b"\x16\x03\x01 not http\r\n\r\n")
+                connection.recv(100)
+        assert Path(server.log.name).stat().st_size > 65536
+        assert wait_ready(server.url, "emotion", seconds=10)["name"] == "emotion"
+        with pytest.raises(UsageError, match=r"not ready after 1 s \(last answer: HTTP 404 for .*/v2/models/nope\)"):
+            wait_ready(server.url, "nope", seconds=1)
+    finally:
+        assert server.stop() == 0
+    with pytest.raises(UsageError, match="the server did not start: .*model .*nope.* does not exist"):
+        ServerProcess(str(tmp_path / "nope"), [])
+
+
+def test_ray_speed_takes_exit_1_of_emotion_infer_and_refuses_the_rest(tiny_export, synth_data, tmp_path):
+    """Exit 1 (a file failed) still gives complete results; exit 2 (bad input) is one line."""
+    good = next((synth_data / "Positive").glob("*.jpg"))
+    shutil.copy(good, tmp_path / "good.jpg")
+    _truncated_jpeg(tmp_path / "bad.jpg", good)
+    done = infer(tmp_path, str(tiny_export), ray=False)
+    assert [r["error"] is None for r in done["results"]] == [False, True] and done["images_per_second"] > 0
+    with pytest.raises(UsageError, match=r"exited 2: emotion-infer: error: model .*nope does not exist$"):
+        infer(tmp_path, str(tmp_path / "nope"), ray=False)
 
 
 def test_serve_load_counts_refused_requests_as_errors(bench_export, synth_data, capsys):
@@ -296,6 +368,15 @@ def test_model_api_smoke(bench_export, synth_data, tmp_path, capsys):
     assert "Command: `emotion-bench model-api " in (tmp_path / "m.md").read_text()
 
 
+def test_model_api_on_photos_opencv_cannot_read_is_a_one_line_error(bench_export, tmp_path, capsys):
+    pytest.importorskip("model_api")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "odd.jpg").write_bytes(b"\xff\xd8\xff" + bytes(range(256)) * 4)  # a JPEG header only
+    assert cli.main(["model-api", str(bench_export), str(tmp_path / "photos"), "-q"]) == 2
+    error = capsys.readouterr().err
+    assert error == f"emotion-bench: error: {tmp_path / 'photos'}: OpenCV reads none of its 1 photos (first: odd.jpg)\n"
+
+
 def test_model_api_without_the_package_is_a_one_line_error(bench_export, synth_data, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "model_api.models", None)  # what an install without the dev extra gives
     assert cli.main(["model-api", str(bench_export), str(synth_data), "-q"]) == 2
@@ -311,3 +392,5 @@ def test_subcommand_bad_input_exits_2(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["serve-load", "--images", str(tmp_path), "--url", "http://127.0.0.1:9", "-q"]) == 2
     assert f"--images {tmp_path}: no .jpg or .jpeg files there" in capsys.readouterr().err
+    assert cli.main(["ray-speed", "--data", str(tmp_path), "--models", str(tmp_path / "nope"), "-q"]) == 2
+    assert capsys.readouterr().err == f"emotion-bench: error: model {tmp_path / 'nope'} does not exist\n"
