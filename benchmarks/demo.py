@@ -2,7 +2,8 @@
 
 Synthetic data -> training -> evaluation -> export -> folder inference -> benchmark, then the pretrained path:
 EfficientNet-Lite0 from the installed ImageNet weights -> export -> benchmark.
-Nothing needs downloading; everything lands under ``--out`` (default ``demo/``), which is replaced.
+Nothing needs downloading; everything lands under ``--out`` (default ``demo/``), which is replaced when it is an
+earlier demo's folder (it holds :data:`MARK`) and refused when it is any other folder that is not empty.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
+
+MARK = ".emotion-demo"  # written first in --out: the folders a later demo may replace
 
 def _step(title: str, module: str, *args: str, allowed: tuple[int, ...] = (0,)) -> int:
     shown = {ep.module: ep.name for ep in entry_points(group="console_scripts")}.get(module, module)
@@ -36,14 +39,18 @@ def _benchmark(title: str, *args: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emotion-demo", description=__doc__)
-    parser.add_argument("--out", default="demo", help="working folder (default %(default)s), replaced")
+    parser.add_argument("--out", default="demo", help="working folder (default %(default)s); an earlier demo's is "
+                        "replaced, any other folder that is not empty refused")
     parser.add_argument("--epochs", type=int, default=4, help="training epochs (default %(default)s)")
     parser.add_argument("--image-size", default="200x250", help="model input HxW (default %(default)s)")
     parser.add_argument("--n", type=int, default=320, help="synthetic images (default %(default)s)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    if out.exists():
-        shutil.rmtree(out)
+    if out.exists() and not (out.is_dir() and ((out / MARK).is_file() or not any(out.iterdir()))):
+        parser.error(f"--out {out} is not an earlier emotion-demo folder (no {MARK} in it); choose another")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    (out / MARK).write_text("made by emotion-demo, which replaces this folder when it runs again\n")
     data, run = out / "data", out / "run"
     _step("synthetic dataset", "emotion.train.data_cli", "synth", "--out", str(data), "--n", str(args.n))
     _step("dataset report", "emotion.train.data_cli", "inspect", str(data))

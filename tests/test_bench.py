@@ -394,3 +394,16 @@ def test_subcommand_bad_input_exits_2(tmp_path, capsys):
     assert f"--images {tmp_path}: no .jpg or .jpeg files there" in capsys.readouterr().err
     assert cli.main(["ray-speed", "--data", str(tmp_path), "--models", str(tmp_path / "nope"), "-q"]) == 2
     assert capsys.readouterr().err == f"emotion-bench: error: model {tmp_path / 'nope'} does not exist\n"
+
+
+def test_demo_replaces_only_its_own_folder(tmp_path, capsys):
+    """emotion-demo replaces --out: never a folder of the user's."""
+    from emotion.benchmarks.demo import main
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exited:
+        main(["--out", str(mine)])
+    assert exited.value.code == 2 and "not an earlier emotion-demo folder" in capsys.readouterr().err
+    assert (mine / "keep.txt").read_text() == "mine"
