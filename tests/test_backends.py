@@ -27,7 +27,7 @@ def test_onnxruntime_agrees_with_openvino(tiny_export, tiny_classifier, tmp_path
     batch = images(12, seed=7)
     expected = tiny_classifier.predict_batch(batch)
     with EmotionClassifier.load(tiny_export, backend="onnxruntime", mode="throughput") as ort:
-        assert ort.path.name == "emotion.onnx" and ort.backend.name == "onnxruntime"
+        assert ort.backend.path.name == "emotion.onnx" and ort.backend.name == "onnxruntime"
         assert ort.info == tiny_classifier.info
         np.testing.assert_allclose(ort.predict_batch(batch), expected, atol=1e-5)
         np.testing.assert_allclose([p.probability for p in ort.predict_many(batch)], expected, atol=1e-5)
