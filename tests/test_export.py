@@ -174,6 +174,19 @@ def test_parity_gate_counts_a_flip_at_the_threshold_as_a_tie_not_a_disagreement(
     assert judge("openvino-int8", "int8", broken, DEFAULT_LIMITS).verdict is Verdict.FAIL
 
 
+def test_calibration_from_a_folder_leaves_out_the_runs_validation_images(tiny_run):
+    """They measure the INT8 model afterwards: calibrating on them would flatter it."""
+    from emotion.export.data import calibration_set
+    from emotion.runtime.preprocess import PreprocessSpec
+    from emotion.train.run_folder import RunFolder
+
+    run = RunFolder(tiny_run)
+    split = run.split()
+    calibration = calibration_set(PreprocessSpec(32, 40), split, run.data_root(), size=1000, progress=False)
+    assert len(calibration) == len(split.train) > 0
+    assert f"({len(split.validation)} validation-split images left out)" in calibration.description
+
+
 def test_a_gate_over_no_decodable_image_is_refused(tiny_run, tmp_path):
     from emotion.export.common import ExportError
     from emotion.export.data import verification_set
