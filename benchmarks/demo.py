@@ -17,6 +17,8 @@ import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from emotion.train.atomic import check_output_folder
+
 MARK = ".emotion-demo"  # written first in --out: the folders a later demo may replace
 
 def _step(title: str, module: str, *args: str, allowed: tuple[int, ...] = (0,)) -> int:
@@ -46,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=320, help="synthetic images (default %(default)s)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    if out.exists() and not (out.is_dir() and ((out / MARK).is_file() or not any(out.iterdir()))):
-        parser.error(f"--out {out} is not an earlier emotion-demo folder (no {MARK} in it); choose another")
+    try:
+        check_output_folder(out, own=(MARK, "an earlier emotion-demo folder"))
+    except OSError as exc:
+        parser.error(str(exc))
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     (out / MARK).write_text("made by emotion-demo, which replaces this folder when it runs again\n")

@@ -173,7 +173,7 @@ def _images(data: Path | None, run: RunFolder | None, info: ModelInfo) -> tuple[
     present = [s for s in validation if s.path.is_file()]
     notes = [f"{len(validation) - len(present)} of the run's validation images are not in {data}"
              + ("" if present else ": all of DATA's images are used")] if len(present) < len(validation) else []
-    if present and run.config().get("refit"):  # the model also trained on them
+    if present and run.refit:  # the model also trained on them
         notes.append("the run's model was refit on its validation images: ROC AUC and accuracy on them are "
                      "in-sample (parity is not affected); --data with other labelled images gives held-out figures")
     if present:

@@ -87,7 +87,7 @@ def check_arguments(source: str | os.PathLike, out_dir: str | os.PathLike, preci
         raise ExportError(f"{out} already exists; choose another folder or pass --force to replace it")
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
-    check_output_folder(out, model_path, calibration, data, run and run.config().get("data_root"))
+    check_output_folder(out, model_path, calibration, data, run and run.recorded_data_root())
     if calibration is not None and "int8" in chosen:
         image_files(calibration)  # a folder without images is an error before any slow work
     if data is not None and not Path(data).expanduser().is_dir():

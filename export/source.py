@@ -57,7 +57,7 @@ def load_source(path: str | os.PathLike) -> Source:
         split = run.split() if run else None
     except DataError as exc:
         return Source(model, info, None, [f"{exc}; the run's split is not used"])
-    return Source(model, info, split, [], bool(run and run.config().get("refit")))
+    return Source(model, info, split, [], bool(run and run.refit))
 
 
 def _final_activation(model: Any) -> str | None:

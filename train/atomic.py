@@ -21,9 +21,14 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         handle.write(data)
 
 
-def check_output_folder(out: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
+def check_output_folder(out: str | os.PathLike, *inputs: str | os.PathLike | None,
+                        own: tuple[str, str] | None = None) -> None:
     """Refuse, before any slow work, an output folder that cannot be made or that is, or holds, one of a command's
     inputs (replacing it would delete them). ``None`` and missing inputs are skipped.
+
+    Args:
+        own: for a command that always replaces ``out``: (the file its output folders hold, what they are called);
+            an existing ``out`` must then be empty or hold that file.
 
     Raises:
         OSError: with the reason and the fix.
@@ -33,6 +38,8 @@ def check_output_folder(out: str | os.PathLike, *inputs: str | os.PathLike | Non
         path = Path(item).expanduser()
         if path.exists() and path.resolve().is_relative_to(out):
             raise FileExistsError(f"--out {out} contains {item}; replacing it would delete that: choose another folder")
+    if own and out.exists() and not (out / own[0]).is_file() and not (out.is_dir() and not any(out.iterdir())):
+        raise FileExistsError(f"--out {out} is not {own[1]} (no {own[0]} in it); choose another folder")
     parent = next(folder for folder in out.parents if folder.exists())
     if not parent.is_dir():
         raise NotADirectoryError(f"--out {out} cannot be made: {parent} is a file, not a folder")

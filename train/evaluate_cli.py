@@ -83,24 +83,11 @@ def samples_for(data: Path, model: Path):
     """(samples, files left out, description) for a run folder's validation split or a labelled data folder."""
     run = RunFolder(data)
     if run.is_run():
-        refit = run.config().get("refit") and model.resolve().is_relative_to(run.path.resolve())
+        refit = run.refit and model.resolve().is_relative_to(run.path.resolve())
         return run.split().validation, [], f"validation split of {data}" + (
             " (in-sample: the model was refit on these images)" if refit else "")
     dataset = load_dataset(data)
     return dataset.samples, dataset.rejected, f"all images of {dataset.root}"
-
-
-def check_out(out: Path, model: Path, data: Path) -> None:
-    """``--out`` is replaced: refuse it when it holds an input or is a folder that an evaluation did not write.
-
-    Raises:
-        FileExistsError: with the fix.
-    """
-    run = RunFolder(data)
-    atomic.check_output_folder(out, model, data, run.config().get("data_root") if run.is_run() else None)
-    if out.exists() and not (out / EVALUATION_MARK).is_file():
-        raise FileExistsError(f"--out {out} exists and is not an earlier evaluation (no {EVALUATION_MARK}); "
-                              "choose another folder")
 
 
 @guard(DataError, ModelFileError, ValueError)
@@ -123,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 
     resolve_model_path(model_path)
     out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent) / "evaluation"
-    check_out(out, model_path, data)
+    run = RunFolder(data)  # --out is replaced: never an input, never a folder an evaluation did not write
+    atomic.check_output_folder(out, model_path, data, run.recorded_data_root() if run.is_run() else None,
+                               own=(EVALUATION_MARK, "an earlier evaluation"))
     samples, rejected, description = samples_for(data, model_path)
     model, info = load_model(model_path)
     images, y_true, undecodable = load_images(samples, info.preprocess_spec, progress=None if args.quiet else "decode")

@@ -45,10 +45,20 @@ class RunFolder:
         except (OSError, ValueError, TypeError) as exc:
             raise DataError(f"{self.config_path} cannot be read ({exc})") from None
 
-    def data_root(self) -> Path:
-        """The data folder the run was trained on (``run.json["data_root"]``)."""
+    @property
+    def refit(self) -> bool:
+        """Whether the model trained again on training + validation images: figures on its split are in-sample."""
+        return bool(self.config().get("refit"))
+
+    def recorded_data_root(self) -> str | None:
+        """``run.json["data_root"]`` as recorded, whether or not the folder is still there."""
         root = self.config().get("data_root")
-        if not isinstance(root, str) or not root:
+        return root if isinstance(root, str) and root else None
+
+    def data_root(self) -> Path:
+        """The data folder the run was trained on (``run.json["data_root"]``), which must still exist."""
+        root = self.recorded_data_root()
+        if root is None:
             raise DataError(f"{self.config_path} names no data_root; pass the data folder itself")
         if not Path(root).is_dir():
             raise DataError(f"the run's data folder {root} is missing; pass the data folder itself")
